@@ -1,0 +1,16 @@
+#pragma once
+// Subcommands of the `lifeline` binary. Each registers itself on the app; its
+// callback throws lifeline::Error subclasses on bad input (main prints them).
+
+#include <CLI/CLI.hpp>
+
+namespace lifeline::cli {
+
+void AddPaperCommand(CLI::App& app);
+void AddExplainCommand(CLI::App& app);
+void AddCalibrateCommand(CLI::App& app);
+
+// True when stderr is a terminal (progress lines are shown only then).
+bool StderrIsTty();
+
+}  // namespace lifeline::cli

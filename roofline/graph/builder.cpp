@@ -1,0 +1,425 @@
+// Graph builders: one decoder-layer builder covering the dense (Llama, Qwen3)
+// and mixture-of-experts (GPT-OSS) families, plus embedding, final norm, LM
+// head and sampling.
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include <boost/graph/topological_sort.hpp>
+
+#include "roofline/common/error.hpp"
+#include "roofline/graph/op_graph.hpp"
+
+namespace lifeline {
+namespace {
+
+constexpr double kActBytes = 2.0;    // BF16 activations
+constexpr double kTokenIdBytes = 4.0;
+
+// A tensor produced by an op (or by nobody: a graph input read from memory).
+struct Tensor {
+  std::string name;
+  int id = -1;
+  bool has_producer = false;
+  OpVertex producer{};
+  double bytes = 0;
+  double bytes_per_ctx = 0;
+};
+
+class Builder {
+ public:
+  Builder(const ModelArch& arch, const QuantPlan& plan, const BuildOptions& o)
+      : a_(arch), plan_(plan), o_(o), hits_(plan.rules.size(), 0) {
+    if (o.batch <= 0) throw MakeConfigError("--batch", "batch", "must be positive", "an integer >= 1", "");
+    if (o.phase == Phase::kPrefill && o.prompt_tokens <= 0) {
+      throw MakeConfigError("--prompt", "prompt_tokens", "must be positive for prefill", "an integer >= 1", "");
+    }
+    hd_ = o.fidelity == Fidelity::kPaper ? a_.hidden_size / a_.num_attention_heads : a_.head_dim;
+    H_ = a_.num_attention_heads;
+    KV_ = a_.num_key_value_heads;
+    h_ = a_.hidden_size;
+    B_ = o.batch;
+    P_ = o.phase == Phase::kPrefill ? o.prompt_tokens : 1;
+    T_ = B_ * P_;
+    kvb_ = KvBytesPerElement(plan.kv_dtype);
+  }
+
+  ModelGraph Build() {
+    Tensor ids = Input("input_ids", static_cast<double>(T_) * kTokenIdBytes);
+    Tensor h = Embedding(ids);
+    for (int64_t l = 0; l < a_.num_hidden_layers; ++l) h = Layer(static_cast<int>(l), h);
+    Tensor n = Norm("model.norm", -1, h, h_);
+    // Prefill computes logits for the last position of each sequence only.
+    Tensor last = n;
+    last.bytes = static_cast<double>(B_ * h_) * kActBytes;
+    Tensor logits = Linear("lm_head", -1, last, B_, h_, a_.vocab_size, false);
+    Sampling(logits);
+    CheckPlanUse();
+    DeriveActivationTraffic();
+    ModelGraph mg;
+    mg.graph = std::move(g_);
+    mg.arch = a_;
+    mg.head_dim = hd_;
+    mg.plan = plan_;
+    mg.options = o_;
+    std::vector<OpVertex> rev;
+    boost::topological_sort(mg.graph, std::back_inserter(rev));
+    mg.order.assign(rev.rbegin(), rev.rend());
+    return mg;
+  }
+
+ private:
+  Tensor Input(const std::string& name, double bytes) {
+    Tensor t;
+    t.name = name;
+    t.id = next_tensor_++;
+    t.bytes = bytes;
+    return t;
+  }
+  Tensor Out(OpVertex v, const std::string& name, double bytes, double bytes_per_ctx = 0) {
+    Tensor t = Input(name, bytes);
+    t.has_producer = true;
+    t.producer = v;
+    t.bytes_per_ctx = bytes_per_ctx;
+    return t;
+  }
+  OpVertex Add(OpNode n, const std::vector<Tensor>& inputs) {
+    if (n.fusion_group >= 0) {
+      // One kernel launch per fused group: the first op dispatches it.
+      if (!group_has_leader_.insert(n.fusion_group).second) n.dispatches = 0;
+    }
+    OpVertex v = boost::add_vertex(n, g_);
+    for (const auto& t : inputs) {
+      if (t.has_producer) {
+        boost::add_edge(t.producer, v, TensorEdge{t.name, t.id, t.bytes, t.bytes_per_ctx}, g_);
+      } else {
+        g_[v].act_read_bytes += t.bytes;  // graph input read from memory
+      }
+    }
+    return v;
+  }
+  // Attended context length is resolved at evaluation for decode; prefill
+  // attends over the prompt (causal), counted here.
+  double PrefillPairs(int64_t cap) const {
+    // sum over positions p = 1..P of min(p, cap)
+    double s = 0;
+    const int64_t w = cap > 0 ? cap : P_;
+    const int64_t full = std::min(P_, w);
+    s = static_cast<double>(full) * static_cast<double>(full + 1) / 2.0;
+    if (P_ > w) s += static_cast<double>(P_ - w) * static_cast<double>(w);
+    return s;
+  }
+
+  Tensor Embedding(const Tensor& ids) {
+    OpNode n;
+    n.name = "model.embed_tokens";
+    n.kind = OpKind::kEmbedding;
+    n.weight_bytes = static_cast<double>(T_ * h_) * kActBytes;  // one BF16 row per token
+    n.format = "BF16 rows";
+    OpVertex v = Add(n, {ids});
+    return Out(v, "model.embed_tokens.out", static_cast<double>(T_ * h_) * kActBytes);
+  }
+
+  Tensor Norm(const std::string& name, int layer, const Tensor& x, int64_t width, int64_t heads = 0,
+              int group = -1) {
+    OpNode n;
+    n.name = name;
+    n.kind = OpKind::kNorm;
+    n.layer = layer;
+    const double elems = static_cast<double>(T_) * static_cast<double>(width) * (heads > 0 ? heads : 1);
+    n.flops = 4.0 * elems;
+    n.weight_bytes = static_cast<double>(width) * kActBytes;
+    n.fusion_group = group;
+    if (heads > 0) {
+      // Per-head norm (Qwen3 q_norm/k_norm): one kernel instance per head.
+      n.dispatches = 0;
+      n.head_dispatches = static_cast<double>(heads);
+    }
+    OpVertex v = Add(n, {x});
+    return Out(v, name + ".out", elems * kActBytes);
+  }
+
+  Tensor Linear(const std::string& name, int layer, const Tensor& x, int64_t m, int64_t k, int64_t nout,
+                bool bias, int group = -1) {
+    int rule = -1;
+    const WeightFormat f = plan_.FormatFor(name, &rule);
+    if (rule >= 0) {
+      ++hits_[static_cast<size_t>(rule)];
+      if (f.Quantized() && k % f.group_size != 0) {
+        const QuantRule& r = plan_.rules[static_cast<size_t>(rule)];
+        throw MakeConfigError(r.where, "group_size",
+                              "group size " + std::to_string(f.group_size) + " does not divide the input dimension " +
+                                  std::to_string(k) + " of " + name + " (pattern '" + r.pattern + "')",
+                              "a divisor of " + std::to_string(k),
+                              "use a power of two that divides every matched layer's input, e.g. 32, 64 or 128");
+      }
+    }
+    OpNode n;
+    n.name = name;
+    n.kind = OpKind::kLinear;
+    n.layer = layer;
+    n.m = m;
+    n.k = k;
+    n.n = nout;
+    const double w = static_cast<double>(k) * static_cast<double>(nout);
+    n.flops = 2.0 * static_cast<double>(m) * w + (f.Quantized() ? 2.0 * w : 0.0);
+    n.weight_bytes = f.Quantized() ? f.ValueBytes(w) : w * kActBytes;
+    if (bias) n.weight_bytes += static_cast<double>(nout) * kActBytes;
+    n.weight_meta_bytes = f.MetadataBytes(w);
+    n.format = f.Label();
+    n.fusion_group = group;
+    OpVertex v = Add(n, {x});
+    return Out(v, name + ".out", static_cast<double>(m * nout) * kActBytes);
+  }
+
+  Tensor Elementwise(const std::string& name, OpKind kind, int layer, const std::vector<Tensor>& in,
+                     double elems, double ops_per_elem, int group = -1) {
+    OpNode n;
+    n.name = name;
+    n.kind = kind;
+    n.layer = layer;
+    n.flops = ops_per_elem * elems;
+    n.fusion_group = group;
+    OpVertex v = Add(n, in);
+    return Out(v, name + ".out", elems * kActBytes);
+  }
+
+  Tensor Attention(int layer, const Tensor& q, const Tensor& k_new, const Tensor& v_new) {
+    const std::string p = "layers." + std::to_string(layer) + ".attn.";
+    const bool sliding = o_.fidelity == Fidelity::kExact &&
+                         a_.LayerAttention(layer) == AttentionKind::kSliding;
+    const int64_t cap = sliding ? a_.sliding_window : 0;
+    // KV append: the new tokens' K and V go to the cache.
+    OpNode app;
+    app.name = p + "kv_append";
+    app.kind = OpKind::kKvAppend;
+    app.layer = layer;
+    app.kv_write_bytes = static_cast<double>(T_ * 2 * KV_ * hd_) * kvb_;
+    OpVertex va = Add(app, {k_new, v_new});
+    (void)va;
+    const double kv_per_token = static_cast<double>(B_ * 2 * KV_ * hd_) * kvb_;  // K+V of one position, all sequences
+    const double ops_per_pair = static_cast<double>(H_) * (4.0 * static_cast<double>(hd_) + 5.0);
+    const bool decode = o_.phase == Phase::kDecode;
+    const double pairs = decode ? 0.0 : static_cast<double>(B_) * PrefillPairs(cap);
+    const double out_bytes = static_cast<double>(T_ * H_ * hd_) * kActBytes;
+    if (o_.fusion == FusionMode::kPaper) {
+      OpNode n;
+      n.name = p + "attention";
+      n.kind = OpKind::kAttention;
+      n.layer = layer;
+      n.compute_class = ComputeClass::kAttention;
+      n.charge = Charge::kSum;
+      n.context_cap = cap;
+      if (decode) {
+        n.flops_per_ctx = static_cast<double>(B_) * ops_per_pair;
+        n.kv_read_bytes_per_ctx = kv_per_token;
+      } else {
+        n.flops = pairs * ops_per_pair;
+        n.kv_read_bytes = kv_per_token * static_cast<double>(P_);
+      }
+      OpVertex v = Add(n, {q});
+      return Out(v, p + "attention.out", out_bytes);
+    }
+    // Unfused: scores and probabilities go through memory.
+    const double score_elems_per_ctx = static_cast<double>(B_ * H_);
+    OpNode qk;
+    qk.name = p + "qk_matmul";
+    qk.kind = OpKind::kQkMatmul;
+    qk.layer = layer;
+    qk.compute_class = ComputeClass::kAttention;
+    qk.context_cap = cap;
+    OpNode sm = qk, pv = qk;
+    sm.name = p + "softmax";
+    sm.kind = OpKind::kSoftmax;
+    pv.name = p + "pv_matmul";
+    pv.kind = OpKind::kPvMatmul;
+    const double mm_ops = static_cast<double>(H_) * 2.0 * static_cast<double>(hd_);
+    const double sm_ops = static_cast<double>(H_) * 5.0;
+    if (decode) {
+      qk.flops_per_ctx = static_cast<double>(B_) * mm_ops;
+      qk.kv_read_bytes_per_ctx = kv_per_token / 2;
+      sm.flops_per_ctx = static_cast<double>(B_) * sm_ops;
+      pv.flops_per_ctx = static_cast<double>(B_) * mm_ops;
+      pv.kv_read_bytes_per_ctx = kv_per_token / 2;
+    } else {
+      qk.flops = pairs * mm_ops;
+      qk.kv_read_bytes = kv_per_token * static_cast<double>(P_) / 2;
+      sm.flops = pairs * sm_ops;
+      pv.flops = pairs * mm_ops;
+      pv.kv_read_bytes = kv_per_token * static_cast<double>(P_) / 2;
+    }
+    OpVertex vqk = Add(qk, {q});
+    Tensor scores = decode ? Out(vqk, p + "scores", 0, score_elems_per_ctx * kActBytes)
+                           : Out(vqk, p + "scores", pairs * static_cast<double>(H_) * kActBytes);
+    OpVertex vsm = Add(sm, {scores});
+    Tensor probs = decode ? Out(vsm, p + "probs", 0, score_elems_per_ctx * kActBytes)
+                          : Out(vsm, p + "probs", pairs * static_cast<double>(H_) * kActBytes);
+    OpVertex vpv = Add(pv, {probs});
+    return Out(vpv, p + "pv_matmul.out", out_bytes);
+  }
+
+  Tensor Mlp(int layer, const Tensor& x) {
+    const std::string p = "layers." + std::to_string(layer) + ".mlp.";
+    const int group = o_.fusion == FusionMode::kPaper ? next_group_++ : -1;
+    const int64_t i = a_.intermediate_size;
+    if (!a_.IsMoe()) {
+      Tensor gate = Linear(p + "gate_proj", layer, x, T_, h_, i, a_.mlp_bias, group);
+      Tensor up = Linear(p + "up_proj", layer, x, T_, h_, i, a_.mlp_bias, group);
+      Tensor act = Elementwise(p + "act_fn", OpKind::kActivation, layer, {gate, up},
+                               static_cast<double>(T_ * i), 5.0, group);
+      return Linear(p + "down_proj", layer, act, T_, i, h_, a_.mlp_bias, group);
+    }
+    // Mixture of experts: router, top-k, the selected experts, weighted combine.
+    const int64_t E = a_.num_local_experts, K = a_.num_experts_per_tok;
+    Tensor logits = Linear(p + "router", layer, x, T_, h_, E, true);
+    OpNode tk;
+    tk.name = p + "router_topk";
+    tk.kind = OpKind::kTopK;
+    tk.layer = layer;
+    tk.flops = static_cast<double>(T_ * E) * 5.0;
+    OpVertex vtk = Add(tk, {logits});
+    Tensor sel = Out(vtk, p + "router_topk.out", static_cast<double>(T_ * K) * (kTokenIdBytes + kActBytes));
+    // Distinct experts whose weights are read in one step.
+    const double tokens = static_cast<double>(T_);
+    const double used = static_cast<double>(E) *
+                        (1.0 - std::pow(1.0 - static_cast<double>(K) / static_cast<double>(E), tokens));
+    auto expert = [&](const std::string& name, const Tensor& in, int64_t k, int64_t nout, bool unpack) {
+      int rule = -1;
+      const WeightFormat f = plan_.FormatFor(name, &rule);
+      if (rule >= 0) {
+        ++hits_[static_cast<size_t>(rule)];
+        if (f.Quantized() && k % f.group_size != 0) {
+          const QuantRule& r = plan_.rules[static_cast<size_t>(rule)];
+          throw MakeConfigError(r.where, "group_size",
+                                "group size " + std::to_string(f.group_size) + " does not divide the input dimension " +
+                                    std::to_string(k) + " of " + name,
+                                "a divisor of " + std::to_string(k), "e.g. 32 or 64");
+        }
+      }
+      OpNode n;
+      n.name = name;
+      n.kind = OpKind::kLinear;
+      n.layer = layer;
+      n.m = T_ * K;
+      n.k = k;
+      n.n = nout;
+      const double w = static_cast<double>(k * nout);
+      n.flops = 2.0 * static_cast<double>(T_ * K) * w + (f.Quantized() ? 2.0 * used * w : 0.0);
+      n.weight_bytes = used * ((f.Quantized() ? f.ValueBytes(w) : w * kActBytes) +
+                               (a_.mlp_bias ? static_cast<double>(nout) * kActBytes : 0.0));
+      n.weight_meta_bytes = used * f.MetadataBytes(w);
+      // Unpacking the selected experts' low-bit weights: one op per weight bit.
+      if (unpack && f.Quantized()) {
+        n.expert_unpack_ops = used * w * f.bits;
+        n.expert_unpack_bits = f.bits;
+      }
+      n.format = f.Label();
+      n.fusion_group = group;
+      OpVertex v = Add(n, {in, sel});
+      return Out(v, name + ".out", static_cast<double>(T_ * K * nout) * kActBytes);
+    };
+    Tensor gate = expert(p + "experts.gate_proj", x, h_, i, false);
+    Tensor up = expert(p + "experts.up_proj", x, h_, i, false);
+    Tensor act = Elementwise(p + "experts.act_fn", OpKind::kActivation, layer, {gate, up},
+                             static_cast<double>(T_ * K * i), 5.0, group);
+    Tensor down = expert(p + "experts.down_proj", act, i, h_, true);
+    return Elementwise(p + "experts.combine", OpKind::kMoeCombine, layer, {down, sel},
+                       static_cast<double>(T_ * h_), 2.0 * static_cast<double>(K));
+  }
+
+  Tensor Layer(int l, const Tensor& h_in) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    Tensor n1 = Norm(p + "input_layernorm", l, h_in, h_);
+    Tensor q = Linear(p + "attn.q_proj", l, n1, T_, h_, H_ * hd_, a_.attention_bias);
+    Tensor k = Linear(p + "attn.k_proj", l, n1, T_, h_, KV_ * hd_, a_.attention_bias);
+    Tensor v = Linear(p + "attn.v_proj", l, n1, T_, h_, KV_ * hd_, a_.attention_bias);
+    if (a_.qk_norm) {
+      q = Norm(p + "attn.q_norm", l, q, hd_, H_);
+      k = Norm(p + "attn.k_norm", l, k, hd_, KV_);
+    }
+    // RoPE rotates q and k; reads the cos/sin rows of the current positions.
+    OpNode r;
+    r.name = p + "attn.rope";
+    r.kind = OpKind::kRope;
+    r.layer = l;
+    const double qk_elems = static_cast<double>(T_ * (H_ + KV_) * hd_);
+    r.flops = 3.0 * qk_elems;
+    r.weight_bytes = static_cast<double>(P_ * hd_) * kActBytes * 2;
+    OpVertex vr = Add(r, {q, k});
+    Tensor qr = Out(vr, p + "attn.q_rot", static_cast<double>(T_ * H_ * hd_) * kActBytes);
+    Tensor kr = qr;
+    kr.bytes = static_cast<double>(T_ * KV_ * hd_) * kActBytes;
+    kr.name = p + "attn.k_rot";
+    kr.id = next_tensor_++;
+    Tensor att = Attention(l, qr, kr, v);
+    Tensor o = Linear(p + "attn.o_proj", l, att, T_, H_ * hd_, h_, a_.attention_bias);
+    Tensor h1 = Elementwise(p + "attn.residual_add", OpKind::kResidualAdd, l, {h_in, o},
+                            static_cast<double>(T_ * h_), 1.0);
+    Tensor n2 = Norm(p + "post_attention_layernorm", l, h1, h_);
+    Tensor d = Mlp(l, n2);
+    return Elementwise(p + "mlp.residual_add", OpKind::kResidualAdd, l, {h1, d}, static_cast<double>(T_ * h_), 1.0);
+  }
+
+  void Sampling(const Tensor& logits) {
+    OpNode n;
+    n.name = "sampling";
+    n.kind = OpKind::kSampling;
+    n.flops = 2.0 * static_cast<double>(B_ * a_.vocab_size);
+    n.act_write_bytes = static_cast<double>(B_) * kTokenIdBytes;
+    Add(n, {logits});
+  }
+
+  void CheckPlanUse() const {
+    for (size_t r = 0; r < plan_.rules.size(); ++r) {
+      if (hits_[r] == 0) {
+        throw MakeConfigError(plan_.rules[r].where, "pattern",
+                              "pattern '" + plan_.rules[r].pattern + "' matches no linear of " + a_.name,
+                              "a glob over operator names such as '*.mlp.gate_proj', 'lm_head' or '*'",
+                              "list the operators with `lifeline explain --model " + a_.name + "`");
+      }
+    }
+  }
+
+  // A tensor crossing a fusion-group boundary is written once by its producer
+  // and read once by each consuming kernel; inside a group it stays on chip.
+  void DeriveActivationTraffic() {
+    std::set<std::pair<OpVertex, int>> written;
+    std::set<std::pair<int, int>> read_by_group;  // (group, tensor) read once per fused kernel
+    auto edges = boost::edges(g_);
+    for (auto it = edges.first; it != edges.second; ++it) {
+      const OpVertex u = boost::source(*it, g_), v = boost::target(*it, g_);
+      const TensorEdge& e = g_[*it];
+      const int gu = g_[u].fusion_group, gv = g_[v].fusion_group;
+      if (gu >= 0 && gu == gv) continue;  // on chip
+      if (gv < 0 || read_by_group.insert({gv, e.tensor_id}).second) {
+        g_[v].act_read_bytes += e.bytes;
+        g_[v].act_read_bytes_per_ctx += e.bytes_per_ctx;
+      }
+      if (written.insert({u, e.tensor_id}).second) {
+        g_[u].act_write_bytes += e.bytes;
+        g_[u].act_write_bytes_per_ctx += e.bytes_per_ctx;
+      }
+    }
+  }
+
+  const ModelArch& a_;
+  const QuantPlan& plan_;
+  BuildOptions o_;
+  OpGraph g_;
+  std::vector<int> hits_;
+  std::set<int> group_has_leader_;
+  int next_tensor_ = 0;
+  int next_group_ = 0;
+  int64_t hd_ = 0, H_ = 0, KV_ = 0, h_ = 0, B_ = 1, P_ = 1, T_ = 1;
+  double kvb_ = 2.0;
+};
+
+}  // namespace
+
+ModelGraph BuildModelGraph(const ModelArch& arch, const QuantPlan& plan, const BuildOptions& options) {
+  return Builder(arch, plan, options).Build();
+}
+
+}  // namespace lifeline

@@ -1,0 +1,120 @@
+#include "roofline/spec/device_spec.hpp"
+
+#include <algorithm>
+#include <iomanip>
+#include <sstream>
+#include <vector>
+
+#include "roofline/common/error.hpp"
+#include "roofline/common/paths.hpp"
+#include "roofline/common/yaml_util.hpp"
+
+namespace lifeline {
+
+DeviceSpec ParseDeviceSpec(const YAML::Node& root, const std::string& file) {
+  StrictMap m(root, file);
+  DeviceSpec d;
+  d.name = m.String("name");
+  d.description = m.OptionalString("description").value_or("");
+  d.compute_ops_per_s = m.PositiveNumber("int8_tops", "tera-operations per second") * 1e12;
+  d.memory_bandwidth_bytes_per_s = m.PositiveNumber("memory_bandwidth_gb_per_s", "GB/s (1e9 bytes/s)") * 1e9;
+  if (auto cap = m.OptionalNumber("memory_capacity_gb", "GB (1e9 bytes)")) {
+    if (*cap <= 0) {
+      throw MakeConfigError(m.WhereKey("memory_capacity_gb"), "memory_capacity_gb", "must be positive",
+                            "a number > 0 in GB", "leave the key out when unknown");
+    }
+    d.memory_capacity_bytes = *cap * 1e9;
+  }
+  StrictMap e = m.Map("efficiency");
+  d.memory_efficiency = e.Fraction("memory");
+  d.compute_efficiency = e.Fraction("compute");
+  d.attention_compute_efficiency = e.Fraction("attention_compute");
+  d.moe_expert_compute_int2_efficiency = e.Fraction("moe_expert_compute_int2");
+  d.moe_expert_compute_int4_efficiency = e.Fraction("moe_expert_compute_int4");
+  d.moe_expert_compute_int3_efficiency =
+      e.Has("moe_expert_compute_int3") ? e.Fraction("moe_expert_compute_int3") : d.moe_expert_compute_int4_efficiency;
+  d.moe_expert_compute_int8_efficiency =
+      e.Has("moe_expert_compute_int8") ? e.Fraction("moe_expert_compute_int8") : d.moe_expert_compute_int4_efficiency;
+  e.Finish();
+  if (auto o = m.OptionalMap("overhead")) {
+    auto nonneg = [&](const char* key) {
+      const double v = o->OptionalNumber(key, "seconds").value_or(0.0);
+      if (v < 0) {
+        throw MakeConfigError(o->WhereKey(key), o->KeyPath(key), "must not be negative", "seconds >= 0", "");
+      }
+      return v;
+    };
+    d.dispatch_overhead_s = nonneg("dispatch_s");
+    d.head_dispatch_overhead_s = nonneg("head_dispatch_s");
+    o->Finish();
+  }
+  if (auto s = m.OptionalMap("sources")) {
+    for (auto it = s->node().begin(); it != s->node().end(); ++it) {
+      const std::string k = it->first.as<std::string>();
+      s->Allow(k);
+      d.sources[k] = it->second.as<std::string>();
+    }
+  }
+  m.Finish();
+  return d;
+}
+
+DeviceSpec LoadDeviceSpec(const std::filesystem::path& path) {
+  return ParseDeviceSpec(LoadYamlFile(path), path.string());
+}
+
+DeviceSpec ResolveDeviceSpec(const std::string& name_or_path) {
+  const std::filesystem::path p(name_or_path);
+  if (std::filesystem::is_regular_file(p)) return LoadDeviceSpec(p);
+  const std::filesystem::path f = HwspecDir() / (name_or_path + ".yaml");
+  if (std::filesystem::exists(f)) return LoadDeviceSpec(f);
+  std::vector<std::string> names;
+  if (std::filesystem::is_directory(HwspecDir())) {
+    for (const auto& e : std::filesystem::directory_iterator(HwspecDir())) {
+      if (e.path().extension() == ".yaml") names.push_back(e.path().stem().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  const std::string guess = DidYouMean(name_or_path, names);
+  throw MakeConfigError("--device", name_or_path, "no such device in " + HwspecDir().string() + " and no such file",
+                        "a device name (" + list + ") or a path to a YAML file",
+                        guess.empty() ? "" : "did you mean '" + guess + "'?");
+}
+
+std::string DeviceSpecToYaml(const DeviceSpec& d) {
+  std::ostringstream o;
+  o << std::setprecision(9);
+  auto q = [](const std::string& s) {
+    std::string r = "\"";
+    for (char c : s) r += (c == '"' ? std::string("\\\"") : std::string(1, c));
+    return r + "\"";
+  };
+  o << "name: " << q(d.name) << "\n";
+  if (!d.description.empty()) o << "description: " << q(d.description) << "\n";
+  o << "int8_tops: " << d.compute_ops_per_s / 1e12 << "\n";
+  o << "memory_bandwidth_gb_per_s: " << d.memory_bandwidth_bytes_per_s / 1e9 << "\n";
+  if (d.memory_capacity_bytes > 0) o << "memory_capacity_gb: " << d.memory_capacity_bytes / 1e9 << "\n";
+  o << "efficiency:\n"
+    << "  memory: " << d.memory_efficiency << "\n"
+    << "  compute: " << d.compute_efficiency << "\n"
+    << "  attention_compute: " << d.attention_compute_efficiency << "\n"
+    << "  moe_expert_compute_int2: " << d.moe_expert_compute_int2_efficiency << "\n"
+    << "  moe_expert_compute_int4: " << d.moe_expert_compute_int4_efficiency << "\n";
+  // INT3/INT8 default to the INT4 value: written only when they differ.
+  if (d.moe_expert_compute_int3_efficiency != d.moe_expert_compute_int4_efficiency)
+    o << "  moe_expert_compute_int3: " << d.moe_expert_compute_int3_efficiency << "\n";
+  if (d.moe_expert_compute_int8_efficiency != d.moe_expert_compute_int4_efficiency)
+    o << "  moe_expert_compute_int8: " << d.moe_expert_compute_int8_efficiency << "\n";
+  o << "overhead:\n"
+    << "  dispatch_s: " << d.dispatch_overhead_s << "\n"
+    << "  head_dispatch_s: " << d.head_dispatch_overhead_s << "\n";
+  if (!d.sources.empty()) {
+    o << "sources:\n";
+    for (const auto& [k, v] : d.sources) o << "  " << k << ": " << q(v) << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace lifeline

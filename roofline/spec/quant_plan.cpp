@@ -1,0 +1,170 @@
+#include "roofline/spec/quant_plan.hpp"
+
+#include "roofline/common/error.hpp"
+#include "roofline/common/yaml_util.hpp"
+
+namespace lifeline {
+
+double WeightFormat::MetadataBytes(double elements) const {
+  if (!Quantized()) return 0;
+  const double groups = elements / static_cast<double>(group_size);
+  switch (metadata) {
+    case QuantMetadata::kScaleBf16ZeroPacked: return groups * (2.0 + bits / 8.0);
+    case QuantMetadata::kScaleBf16: return groups * 2.0;
+    case QuantMetadata::kScaleBf16ZeroBf16: return groups * 4.0;
+  }
+  return 0;
+}
+
+std::string WeightFormat::Label() const {
+  if (!Quantized()) return "BF16";
+  return "INT" + std::to_string(bits) + " g" + std::to_string(group_size);
+}
+
+double KvBytesPerElement(KvDtype t) {
+  // INT8/INT4 KV caches store one BF16 scale per 64 elements (per head slice).
+  switch (t) {
+    case KvDtype::kBf16: return 2.0;
+    case KvDtype::kInt8: return 1.0 + 2.0 / 64.0;
+    case KvDtype::kInt4: return 0.5 + 2.0 / 64.0;
+  }
+  return 2.0;
+}
+
+std::string KvDtypeName(KvDtype t) {
+  switch (t) {
+    case KvDtype::kBf16: return "bf16";
+    case KvDtype::kInt8: return "int8";
+    case KvDtype::kInt4: return "int4";
+  }
+  return "bf16";
+}
+
+bool GlobMatch(const std::string& p, const std::string& s) {
+  size_t pi = 0, si = 0, star = std::string::npos, mark = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      mark = si;
+    } else if (pi < p.size() && p[pi] == s[si]) {
+      ++pi;
+      ++si;
+    } else if (star != std::string::npos) {
+      pi = star + 1;
+      si = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+WeightFormat QuantPlan::FormatFor(const std::string& op_name, int* rule_index) const {
+  for (size_t i = 0; i < rules.size(); ++i) {
+    if (GlobMatch(rules[i].pattern, op_name)) {
+      if (rule_index) *rule_index = static_cast<int>(i);
+      return rules[i].format;
+    }
+  }
+  if (rule_index) *rule_index = -1;
+  return WeightFormat{};
+}
+
+std::vector<std::string> PresetPlanNames() {
+  return {"bf16", "w4", "w2", "w4w2-gateup", "bf16w2-gateup", "w4w3-gateup"};
+}
+
+QuantPlan PresetPlan(const std::string& name, const ModelArch& arch) {
+  const int64_t g4 = arch.model_type == "gpt_oss" ? 64 : 128;
+  const WeightFormat int4{4, g4, QuantMetadata::kScaleBf16ZeroPacked};
+  const WeightFormat int2{2, 32, QuantMetadata::kScaleBf16ZeroPacked};
+  const WeightFormat int3{3, 32, QuantMetadata::kScaleBf16ZeroPacked};
+  const WeightFormat bf16{};
+  QuantPlan p;
+  p.name = name;
+  p.source = "preset " + name;
+  auto gateup = [&](const WeightFormat& low, const WeightFormat& rest) {
+    p.rules = {{"*gate_proj", low, p.source}, {"*up_proj", low, p.source}, {"*", rest, p.source}};
+  };
+  if (name == "bf16") {
+    p.rules = {{"*", bf16, p.source}};
+  } else if (name == "w4") {
+    p.rules = {{"*", int4, p.source}};
+  } else if (name == "w2") {
+    p.rules = {{"*", int2, p.source}};
+  } else if (name == "w4w2-gateup") {
+    gateup(int2, int4);
+  } else if (name == "bf16w2-gateup") {
+    gateup(int2, bf16);
+  } else if (name == "w4w3-gateup") {
+    gateup(int3, int4);
+  } else {
+    const auto names = PresetPlanNames();
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    const std::string guess = DidYouMean(name, names);
+    throw MakeConfigError("--plan", name, "unknown quantization preset and no such file",
+                          "one of " + list + " or a path to a plan YAML",
+                          guess.empty() ? "write your own plan file (see roofline/README.md)"
+                                        : "did you mean '" + guess + "'?");
+  }
+  return p;
+}
+
+QuantPlan LoadQuantPlan(const std::filesystem::path& path) {
+  const std::string file = path.string();
+  StrictMap m(LoadYamlFile(path), file);
+  QuantPlan p;
+  p.name = m.OptionalString("name").value_or(path.stem().string());
+  p.source = file;
+  m.Allow("description");
+  if (auto kv = m.OptionalString("kv_cache_dtype")) {
+    if (*kv == "bf16") p.kv_dtype = KvDtype::kBf16;
+    else if (*kv == "int8") p.kv_dtype = KvDtype::kInt8;
+    else if (*kv == "int4") p.kv_dtype = KvDtype::kInt4;
+    else throw MakeConfigError(m.WhereKey("kv_cache_dtype"), "kv_cache_dtype", "unknown dtype '" + *kv + "'",
+                               "bf16, int8 or int4", "");
+  }
+  YAML::Node rules = m.Node("rules");
+  if (!rules.IsSequence() || rules.size() == 0) {
+    throw MakeConfigError(Where(file, rules), "rules", "is not a non-empty list",
+                          "a list of {pattern, bits, group_size[, metadata]}",
+                          "first matching rule wins; end with pattern '*' to cover every linear");
+  }
+  for (size_t i = 0; i < rules.size(); ++i) {
+    StrictMap r(rules[i], file, "rules[" + std::to_string(i) + "]");
+    QuantRule rule;
+    rule.pattern = r.String("pattern");
+    rule.where = Where(file, rules[i]);
+    rule.format.bits = static_cast<int>(r.Integer("bits"));
+    if (rule.format.bits != 16 && rule.format.bits != 8 && rule.format.bits != 4 && rule.format.bits != 3 &&
+        rule.format.bits != 2) {
+      throw MakeConfigError(r.WhereKey("bits"), r.KeyPath("bits"), "unsupported bit width " +
+                            std::to_string(rule.format.bits), "2, 3, 4, 8 or 16 (BF16)", "");
+    }
+    if (rule.format.Quantized()) {
+      rule.format.group_size = r.PositiveInteger("group_size");
+    } else {
+      r.Allow("group_size");
+    }
+    if (auto md = r.OptionalString("metadata")) {
+      if (*md == "scale_bf16_zero_packed") rule.format.metadata = QuantMetadata::kScaleBf16ZeroPacked;
+      else if (*md == "scale_bf16") rule.format.metadata = QuantMetadata::kScaleBf16;
+      else if (*md == "scale_bf16_zero_bf16") rule.format.metadata = QuantMetadata::kScaleBf16ZeroBf16;
+      else throw MakeConfigError(r.WhereKey("metadata"), r.KeyPath("metadata"), "unknown layout '" + *md + "'",
+                                 "scale_bf16_zero_packed, scale_bf16 or scale_bf16_zero_bf16", "");
+    }
+    r.Finish();
+    p.rules.push_back(rule);
+  }
+  m.Finish();
+  return p;
+}
+
+QuantPlan ResolveQuantPlan(const std::string& name_or_path, const ModelArch& arch) {
+  if (std::filesystem::is_regular_file(name_or_path)) return LoadQuantPlan(name_or_path);
+  return PresetPlan(name_or_path, arch);
+}
+
+}  // namespace lifeline
