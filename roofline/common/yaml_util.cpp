@@ -96,6 +96,14 @@ YAML::Node StrictMap::Required(const std::string& key, const std::string& expect
   known_.insert(key);
   YAML::Node v = node_[key];
   if (!v) {
+    // A misspelling of this key is the likeliest cause: name it.
+    for (auto it = node_.begin(); it != node_.end(); ++it) {
+      const std::string present = it->first.as<std::string>();
+      if (!known_.count(present) && EditDistance(present, key) <= 3) {
+        throw MakeConfigError(Where(file_, it->first), KeyPath(present), "unknown key", "'" + key + "'",
+                              "did you mean '" + key + "'?");
+      }
+    }
     throw MakeConfigError(Where(file_, node_), KeyPath(key), "missing required key", expected,
                           "add '" + key + ": <value>' to " + (path_.empty() ? "the file" : "'" + path_ + "'"));
   }
