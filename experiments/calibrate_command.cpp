@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -22,12 +23,79 @@ struct CalibrateOptions {
   std::string write;
   std::string residuals;
   std::vector<std::string> models = kPaperModels;
+  std::string observations;
+  std::vector<std::string> fit;
 };
 
+// Fit to an observations CSV (measured or published TPS / TTFT).
+void RunObservationCalibration(const CalibrateOptions& o) {
+  const DeviceSpec initial = ResolveDeviceSpec(o.device);
+  std::vector<DeviceParam> params;
+  for (const auto& k : o.fit) params.push_back(ParseDeviceParam(k));
+  if (params.empty()) params = PaperFitParams();
+  const std::vector<Observation> obs = LoadObservationsCsv(o.observations, initial.name);
+  const ObservationFit of = CalibrateFromObservations(initial, params, obs);
+
+  reports::Table pt;
+  pt.title = "Fitted parameters of " + initial.name;
+  pt.columns = {"parameter", "initial", "fitted"};
+  for (auto p : params) {
+    DeviceSpec a = initial, b = of.fit.device;
+    pt.rows.push_back({DeviceParamKey(p), reports::Cell(DeviceParamRef(a, p), 9), reports::Cell(DeviceParamRef(b, p), 9)});
+  }
+  reports::Table res;
+  res.title = "Residuals per observation (model - measured)";
+  res.columns = {"row", "model", "plan", "context_tokens", "prompt_tokens", "quantity", "measured", "model_value",
+                 "residual", "residual_pct"};
+  for (size_t i = 0; i < of.rows.size(); ++i) {
+    const Observation& ob = obs[of.rows[i]];
+    const bool ttft = of.kinds[i] == "ttft_s";
+    res.rows.push_back({ob.where.substr(ob.where.rfind(':') + 1), ob.arch.name, ob.plan.name,
+                        reports::Cell::Int(ob.context_tokens), ttft ? reports::Cell::Int(ob.prompt_tokens) : reports::Cell(),
+                        of.kinds[i], reports::Cell(of.measured[i], ttft ? 6 : 3), reports::Cell(of.predicted[i], ttft ? 6 : 3),
+                        reports::Cell(of.residuals[i], ttft ? 6 : 3),
+                        reports::Cell(100.0 * of.residuals[i] / of.measured[i], 2)});
+  }
+  std::string quality;
+  if (of.tps_count)
+    quality += fmt::format("TPS: {} rows, rms {:.4f}, max |residual| {:.4f} tokens/s, R^2 {:.6f}", of.tps_count,
+                           of.rms_tps, of.max_abs_tps, of.r2_tps);
+  if (of.ttft_count)
+    quality += fmt::format("{}TTFT: {} rows, rms {:.6f} s, max |residual| {:.6f} s, R^2 {:.6f}",
+                           quality.empty() ? "" : "; ", of.ttft_count, of.rms_ttft_s, of.max_abs_ttft_s, of.r2_ttft);
+  res.notes.push_back(quality + fmt::format("; {} iterations, converged: {}", of.fit.iterations,
+                                            of.fit.converged ? "yes" : "no"));
+  std::cout << reports::ToText(pt) << "\n" << reports::ToText(res);
+  if (!o.residuals.empty()) reports::WriteFileAtomic(o.residuals, reports::ToCsv(res));
+  if (!o.write.empty()) {
+    DeviceSpec d = of.fit.device;
+    const bool fit3 = std::find(params.begin(), params.end(), DeviceParam::kMoeExpertComputeInt3Efficiency) != params.end();
+    const bool fit8 = std::find(params.begin(), params.end(), DeviceParam::kMoeExpertComputeInt8Efficiency) != params.end();
+    if (!fit3 && initial.moe_expert_compute_int3_efficiency == initial.moe_expert_compute_int4_efficiency)
+      d.moe_expert_compute_int3_efficiency = d.moe_expert_compute_int4_efficiency;
+    if (!fit8 && initial.moe_expert_compute_int8_efficiency == initial.moe_expert_compute_int4_efficiency)
+      d.moe_expert_compute_int8_efficiency = d.moe_expert_compute_int4_efficiency;
+    const std::string note = fmt::format("fitted by `lifeline calibrate --observations {}` ({})",
+                                         std::filesystem::path(o.observations).filename().string(), quality);
+    for (auto p : params) d.sources[DeviceParamKey(p)] = note;
+    reports::WriteFileAtomic(o.write, DeviceSpecToYaml(d));
+    std::cout << "wrote " << o.write << "\n";
+  }
+}
+
 void RunCalibrate(const CalibrateOptions& o) {
+  if (!o.observations.empty()) {
+    if (o.paper) {
+      throw MakeConfigError("lifeline calibrate", "--paper", "both --paper and --observations given",
+                            "one source of observations", "");
+    }
+    RunObservationCalibration(o);
+    return;
+  }
   if (!o.paper) {
     throw MakeConfigError("lifeline calibrate", "--paper", "no observations given",
-                          "--paper (fit to the published decode TPS)", "run `lifeline calibrate --paper --device device_a`");
+                          "--paper (fit to the published decode TPS) or --observations FILE.csv",
+                          "run `lifeline calibrate --paper --device device_a`");
   }
   const DeviceSpec initial = ResolveDeviceSpec(o.device);
   const PaperReference ref = LoadPaperReference(o.reference.empty() ? DefaultPaperReferencePath() : std::filesystem::path(o.reference));
@@ -87,6 +155,14 @@ void AddCalibrateCommand(CLI::App& app) {
   sub->add_option("--models", o->models, "models whose published rows are fitted")->capture_default_str();
   sub->add_option("--write", o->write, "write the calibrated device YAML here");
   sub->add_option("--residuals", o->residuals, "write the residual table as CSV here");
+  sub->add_option("--observations", o->observations,
+                  "fit to this CSV instead: columns model,plan,context_tokens,tps [,ttft_s,prompt_tokens] "
+                  "[,device,fidelity,fusion,batch] (rows of other devices are skipped)");
+  sub->add_option("--fit", o->fit,
+                  "parameters to fit with --observations, comma separated (default: those of --paper): "
+                  "efficiency.memory, efficiency.compute, efficiency.attention_compute, "
+                  "efficiency.moe_expert_compute_int{2,3,4,8}, overhead.dispatch_s, overhead.head_dispatch_s")
+      ->delimiter(',');
   sub->callback([o] { RunCalibrate(*o); });
 }
 

@@ -9,6 +9,10 @@ namespace lifeline::cli {
 void AddPaperCommand(CLI::App& app);
 void AddExplainCommand(CLI::App& app);
 void AddCalibrateCommand(CLI::App& app);
+void AddWhatifCommand(CLI::App& app);
+void AddProbeCommand(CLI::App& app);
+// sweep, run-cell and report (experiments/sweep_command.cpp).
+void AddSweepCommands(CLI::App& app);
 
 // True when stderr is a terminal (progress lines are shown only then).
 bool StderrIsTty();

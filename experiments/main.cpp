@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   lifeline::cli::AddPaperCommand(app);
   lifeline::cli::AddExplainCommand(app);
   lifeline::cli::AddCalibrateCommand(app);
+  lifeline::cli::AddWhatifCommand(app);
+  lifeline::cli::AddProbeCommand(app);
+  lifeline::cli::AddSweepCommands(app);
 #ifdef LIFELINE_HAVE_TORCH
   lifeline::recovery::AddRecoverCommand(app);
 #endif

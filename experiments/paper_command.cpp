@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "experiments/commands.hpp"
+#include "experiments/figures.hpp"
 #include "experiments/paper_report.hpp"
 #include "reports/table.hpp"
 #include "roofline/common/paths.hpp"
@@ -92,6 +93,8 @@ void RunPaper(const PaperOptions& o) {
       "hwspec/device_a.yaml and hwspec/device_b.yaml, fitted by `lifeline calibrate --paper`");
   reports::WriteFileAtomic(out / "summary.md", summary);
   written.push_back(out / "summary.md");
+  // Figures (figures/*.png, .svg, .gp, .dat) and index.html bundling them with the tables.
+  add(WritePaperHtml(out, paper, exact, devices, models, ref));
 
   std::cout << reports::ToText(PaperTable("Device A, paper fidelity (TPS, paper, diff)", paper, "device_a",
                                           kPaperContexts, ref));

@@ -3,10 +3,16 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
 #include <utility>
 
 #include "roofline/common/error.hpp"
+#include "roofline/common/yaml_util.hpp"
+#include "roofline/eval/evaluator.hpp"
 
 namespace lifeline {
 
@@ -188,6 +194,203 @@ CalibrationResult CalibrateDevice(const DeviceSpec& initial, const std::vector<D
   }
   res.rms = std::sqrt(ss / static_cast<double>(targets.size()));
   return res;
+}
+
+namespace {
+
+std::vector<std::string> SplitCsvLine(const std::string& line) {
+  std::vector<std::string> f;
+  std::stringstream ss(line);
+  std::string x;
+  while (std::getline(ss, x, ',')) {
+    const size_t a = x.find_first_not_of(" \t\r");
+    const size_t b = x.find_last_not_of(" \t\r");
+    f.push_back(a == std::string::npos ? "" : x.substr(a, b - a + 1));
+  }
+  if (!line.empty() && line.back() == ',') f.push_back("");
+  return f;
+}
+
+}  // namespace
+
+std::vector<Observation> LoadObservationsCsv(const std::filesystem::path& csv, const std::string& device_name) {
+  std::ifstream in(csv);
+  if (!in) throw MakeConfigError(csv.string(), "", "cannot open the observations CSV", "a readable CSV file", "");
+  const std::vector<std::string> known = {"model", "plan", "context_tokens", "tps", "ttft_s", "prompt_tokens",
+                                          "device", "fidelity", "fusion", "batch"};
+  std::string line;
+  std::getline(in, line);
+  const std::vector<std::string> header = SplitCsvLine(line);
+  std::map<std::string, size_t> col;
+  for (size_t i = 0; i < header.size(); ++i) {
+    if (std::find(known.begin(), known.end(), header[i]) == known.end()) {
+      const std::string guess = DidYouMean(header[i], known);
+      throw MakeConfigError(csv.string() + ":1", header[i], "unknown column",
+                            "model, plan, context_tokens, tps, ttft_s, prompt_tokens, device, fidelity, fusion, batch",
+                            guess.empty() ? "" : "did you mean '" + guess + "'?");
+    }
+    col[header[i]] = i;
+  }
+  for (const char* req : {"model", "plan", "context_tokens"}) {
+    if (!col.count(req)) {
+      throw MakeConfigError(csv.string() + ":1", req, "missing column", "a header with model, plan, context_tokens and tps",
+                            "");
+    }
+  }
+  if (!col.count("tps") && !col.count("ttft_s")) {
+    throw MakeConfigError(csv.string() + ":1", "tps", "no measurement column", "tps and/or ttft_s", "");
+  }
+  std::map<std::string, ModelArch> models;
+  std::vector<Observation> out;
+  int lineno = 1;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
+    const std::string where = csv.string() + ":" + std::to_string(lineno);
+    const std::vector<std::string> f = SplitCsvLine(line);
+    if (f.size() != header.size()) {
+      throw MakeConfigError(where, "", "has " + std::to_string(f.size()) + " fields",
+                            std::to_string(header.size()) + " fields as in the header", "");
+    }
+    auto get = [&](const char* k) -> std::string { return col.count(k) ? f[col[k]] : ""; };
+    auto number = [&](const char* k) -> std::optional<double> {
+      const std::string v = get(k);
+      if (v.empty()) return std::nullopt;
+      size_t used = 0;
+      double d = 0;
+      try {
+        d = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != v.size() || !std::isfinite(d) || d <= 0) {
+        throw MakeConfigError(where, k, "'" + v + "' is not a positive number", "a plain number > 0",
+                              "numbers carry no units: the unit is in the column name");
+      }
+      return d;
+    };
+    if (!get("device").empty() && get("device") != device_name) continue;
+    Observation o;
+    o.where = where;
+    const std::string mname = get("model");
+    if (!models.count(mname)) models.emplace(mname, ResolveModelArch(mname));
+    o.arch = models.at(mname);
+    o.plan = ResolveQuantPlan(get("plan"), o.arch);
+    if (!get("fidelity").empty()) o.build.fidelity = ParseFidelity(get("fidelity"));
+    if (!get("fusion").empty()) o.build.fusion = ParseFusionMode(get("fusion"));
+    if (auto b = number("batch")) o.build.batch = static_cast<int64_t>(*b);
+    o.context_tokens = static_cast<int64_t>(number("context_tokens").value_or(0));
+    if (o.context_tokens <= 0) throw MakeConfigError(where, "context_tokens", "missing", "tokens >= 1", "");
+    o.tps = number("tps");
+    o.ttft_s = number("ttft_s");
+    if (o.ttft_s) {
+      const auto p = number("prompt_tokens");
+      if (!p) throw MakeConfigError(where, "prompt_tokens", "missing for a ttft_s row", "tokens >= 1", "");
+      o.prompt_tokens = static_cast<int64_t>(*p);
+    }
+    if (!o.tps && !o.ttft_s) throw MakeConfigError(where, "tps", "no measurement in this row", "tps or ttft_s", "");
+    out.push_back(std::move(o));
+  }
+  if (out.empty()) {
+    throw MakeConfigError(csv.string(), "device", "no observation rows for device '" + device_name + "'",
+                          "rows without a device column or with device = " + device_name, "");
+  }
+  return out;
+}
+
+ObservationFit CalibrateFromObservations(const DeviceSpec& initial, const std::vector<DeviceParam>& params,
+                                         const std::vector<Observation>& obs) {
+  ObservationFit of;
+  std::map<std::string, std::unique_ptr<CompiledGraph>> graphs;
+  auto graph = [&](const Observation& o, Phase phase) -> const CompiledGraph* {
+    BuildOptions b = o.build;
+    b.phase = phase;
+    b.prompt_tokens = phase == Phase::kPrefill ? o.prompt_tokens : 0;
+    std::string key = o.arch.name + "|" + o.plan.name + "|" + o.plan.source + "|" + FidelityName(b.fidelity) + "|" +
+                      FusionModeName(b.fusion) + "|" + std::to_string(b.batch) + "|" +
+                      std::to_string(static_cast<int>(phase)) + "|" + std::to_string(b.prompt_tokens);
+    auto it = graphs.find(key);
+    if (it == graphs.end())
+      it = graphs.emplace(key, std::make_unique<CompiledGraph>(BuildModelGraph(o.arch, o.plan, b))).first;
+    return it->second.get();
+  };
+  struct Term {
+    const CompiledGraph* g;
+    int64_t ctx;
+    bool ttft;
+  };
+  std::vector<Term> terms;
+  std::vector<double> tps_targets;
+  for (size_t i = 0; i < obs.size(); ++i) {
+    if (obs[i].tps) {
+      terms.push_back({graph(obs[i], Phase::kDecode), obs[i].context_tokens, false});
+      of.rows.push_back(i);
+      of.kinds.push_back("tps");
+      of.measured.push_back(*obs[i].tps);
+      tps_targets.push_back(*obs[i].tps);
+    }
+    if (obs[i].ttft_s) {
+      terms.push_back({graph(obs[i], Phase::kPrefill), obs[i].context_tokens, true});
+      of.rows.push_back(i);
+      of.kinds.push_back("ttft_s");
+      of.measured.push_back(*obs[i].ttft_s);
+    }
+  }
+  double scale = 1.0;  // median measured TPS: the weight of a relative TTFT miss
+  if (!tps_targets.empty()) {
+    std::sort(tps_targets.begin(), tps_targets.end());
+    scale = tps_targets[tps_targets.size() / 2];
+  }
+  std::vector<double> targets(terms.size());
+  for (size_t i = 0; i < terms.size(); ++i) targets[i] = terms[i].ttft ? scale : of.measured[i];
+  auto predict_raw = [&](const DeviceSpec& d) {
+    std::vector<double> y(terms.size());
+    for (size_t i = 0; i < terms.size(); ++i) {
+      const double s = terms[i].g->StepSeconds(d, terms[i].ctx);
+      y[i] = terms[i].ttft ? s : 1.0 / s;
+    }
+    return y;
+  };
+  auto predict = [&](const DeviceSpec& d) {
+    std::vector<double> y = predict_raw(d);
+    for (size_t i = 0; i < terms.size(); ++i)
+      if (terms[i].ttft) y[i] = y[i] / of.measured[i] * scale;
+    return y;
+  };
+  of.fit = CalibrateDevice(initial, params, predict, targets);
+  of.predicted = predict_raw(of.fit.device);
+  of.residuals.resize(terms.size());
+  double ss_tps = 0, ss_ttft = 0, mean_tps = 0, mean_ttft = 0;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    of.residuals[i] = of.predicted[i] - of.measured[i];
+    if (terms[i].ttft) {
+      ++of.ttft_count;
+      ss_ttft += of.residuals[i] * of.residuals[i];
+      of.max_abs_ttft_s = std::max(of.max_abs_ttft_s, std::fabs(of.residuals[i]));
+      mean_ttft += of.measured[i];
+    } else {
+      ++of.tps_count;
+      ss_tps += of.residuals[i] * of.residuals[i];
+      of.max_abs_tps = std::max(of.max_abs_tps, std::fabs(of.residuals[i]));
+      mean_tps += of.measured[i];
+    }
+  }
+  double tot_tps = 0, tot_ttft = 0;
+  if (of.tps_count) mean_tps /= of.tps_count;
+  if (of.ttft_count) mean_ttft /= of.ttft_count;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    const double dv = of.measured[i] - (terms[i].ttft ? mean_ttft : mean_tps);
+    (terms[i].ttft ? tot_ttft : tot_tps) += dv * dv;
+  }
+  if (of.tps_count) {
+    of.rms_tps = std::sqrt(ss_tps / of.tps_count);
+    of.r2_tps = tot_tps > 0 ? 1.0 - ss_tps / tot_tps : 1.0;
+  }
+  if (of.ttft_count) {
+    of.rms_ttft_s = std::sqrt(ss_ttft / of.ttft_count);
+    of.r2_ttft = tot_ttft > 0 ? 1.0 - ss_ttft / tot_ttft : 1.0;
+  }
+  return of;
 }
 
 }  // namespace lifeline

@@ -3,10 +3,14 @@
 // least squares (Levenberg-Marquardt, Eigen) so the roofline reproduces
 // measured or published throughputs.
 
+#include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "roofline/graph/op_graph.hpp"
 #include "roofline/spec/device_spec.hpp"
 
 namespace lifeline {
@@ -43,5 +47,45 @@ struct CalibrationResult {
 CalibrationResult CalibrateDevice(const DeviceSpec& initial, const std::vector<DeviceParam>& params,
                                   const std::function<std::vector<double>(const DeviceSpec&)>& predict,
                                   const std::vector<double>& targets, int max_iterations = 200);
+
+// One measured or published observation of a device (a row of an
+// observations CSV): decode TPS at a context and/or TTFT of a prompt.
+struct Observation {
+  ModelArch arch;
+  QuantPlan plan;
+  BuildOptions build;               // fidelity, fusion, batch (phase decode)
+  int64_t context_tokens = 0;       // attended context of the decode step
+  std::optional<double> tps;        // decode tokens/s per sequence
+  std::optional<double> ttft_s;     // time to first token of `prompt_tokens`
+  int64_t prompt_tokens = 0;
+  std::string where;                // "file.csv:12" for reports and errors
+};
+
+// Reads an observations CSV. Columns (header names, any order):
+//   model, plan, context_tokens            required
+//   tps                                    decode tokens/s (may be empty when ttft_s is given)
+//   ttft_s, prompt_tokens                  optional: time to first token of a prompt
+//   device                                 optional: rows for other devices than `device_name` are skipped
+//   fidelity, fusion, batch                optional: paper / paper / 1
+// Unknown columns are rejected with a did-you-mean hint.
+std::vector<Observation> LoadObservationsCsv(const std::filesystem::path& csv, const std::string& device_name);
+
+// A fit to observations; residual i belongs to observation rows[i] and is of
+// kind kinds[i] ("tps" in tokens/s or "ttft_s" in seconds).
+struct ObservationFit {
+  CalibrationResult fit;            // fitted device (its residuals are in fit units)
+  std::vector<size_t> rows;
+  std::vector<std::string> kinds;
+  std::vector<double> measured, predicted, residuals;  // in each kind's own unit
+  double rms_tps = 0, max_abs_tps = 0, r2_tps = 0;     // over TPS rows (R^2 = 1 - SS_res / SS_tot)
+  double rms_ttft_s = 0, max_abs_ttft_s = 0, r2_ttft = 0;  // over TTFT rows
+  int tps_count = 0, ttft_count = 0;
+};
+
+// Fits `params` of `initial` to the observations by least squares. TPS rows
+// enter in tokens/s; TTFT rows as predicted/measured times the median
+// measured TPS, so a 1% TTFT miss weighs like a 1% TPS miss.
+ObservationFit CalibrateFromObservations(const DeviceSpec& initial, const std::vector<DeviceParam>& params,
+                                         const std::vector<Observation>& obs);
 
 }  // namespace lifeline

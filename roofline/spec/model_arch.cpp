@@ -20,10 +20,13 @@ AttentionKind ParseLayerType(const std::string& s, const std::string& where, con
 }
 
 ModelArch FromYaml(const std::filesystem::path& path) {
-  const std::string file = path.string();
-  StrictMap m(LoadYamlFile(path), file);
+  return ParseModelArch(LoadYamlFile(path), path.string(), path.stem().string());
+}
+
+ModelArch FromYamlNode(const YAML::Node& root, const std::string& file, const std::string& default_name) {
+  StrictMap m(root, file);
   ModelArch a;
-  a.name = m.OptionalString("name").value_or(path.stem().string());
+  a.name = m.OptionalString("name").value_or(default_name);
   m.Allow("source");  // citation of the numbers, documentation only
   a.model_type = m.String("model_type");
   a.hidden_size = m.PositiveInteger("hidden_size");
@@ -149,6 +152,10 @@ ModelArch FromJson(const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+ModelArch ParseModelArch(const YAML::Node& root, const std::string& file, const std::string& default_name) {
+  return FromYamlNode(root, file, default_name);
+}
 
 void ValidateModelArch(const ModelArch& a, const std::string& where) {
   auto need_pos = [&](int64_t v, const char* key) {

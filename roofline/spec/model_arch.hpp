@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
+
 namespace lifeline {
 
 // Attention pattern of one decoder layer.
@@ -58,6 +60,11 @@ struct ModelArch {
 // config.json (lenient on keys HF adds that lifeline does not need).
 // Throws ConfigError with file:line:col, key, expectation and hint.
 ModelArch LoadModelArch(const std::filesystem::path& path);
+
+// Parses a model_zoo YAML mapping (strict, as LoadModelArch does for a YAML
+// file); `file` names the source in errors, `default_name` is used when the
+// mapping has no `name`.
+ModelArch ParseModelArch(const YAML::Node& root, const std::string& file, const std::string& default_name);
 
 // Resolves a zoo name ("qwen3-4b") or a path to a YAML/config.json file.
 // `zoo_dir` defaults to LIFELINE_MODEL_ZOO_DIR or <source>/model_zoo.

@@ -113,10 +113,13 @@ QuantPlan PresetPlan(const std::string& name, const ModelArch& arch) {
 }
 
 QuantPlan LoadQuantPlan(const std::filesystem::path& path) {
-  const std::string file = path.string();
-  StrictMap m(LoadYamlFile(path), file);
+  return ParseQuantPlan(LoadYamlFile(path), path.string(), path.stem().string());
+}
+
+QuantPlan ParseQuantPlan(const YAML::Node& root, const std::string& file, const std::string& default_name) {
+  StrictMap m(root, file);
   QuantPlan p;
-  p.name = m.OptionalString("name").value_or(path.stem().string());
+  p.name = m.OptionalString("name").value_or(default_name);
   p.source = file;
   m.Allow("description");
   if (auto kv = m.OptionalString("kv_cache_dtype")) {

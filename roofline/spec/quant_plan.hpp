@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
+
 #include "roofline/spec/model_arch.hpp"
 
 namespace lifeline {
@@ -59,6 +61,9 @@ bool GlobMatch(const std::string& pattern, const std::string& name);
 QuantPlan PresetPlan(const std::string& name, const ModelArch& arch);
 std::vector<std::string> PresetPlanNames();
 QuantPlan LoadQuantPlan(const std::filesystem::path& path);
+// Parses a plan YAML mapping (strict, as LoadQuantPlan does for a file);
+// `file` names the source in errors, `default_name` is used without `name`.
+QuantPlan ParseQuantPlan(const YAML::Node& root, const std::string& file, const std::string& default_name);
 // A preset name or a path to a plan YAML.
 QuantPlan ResolveQuantPlan(const std::string& name_or_path, const ModelArch& arch);
 

@@ -1,0 +1,45 @@
+#pragma once
+// Executes one cell in this process.
+//  - throughput: the roofline in-process (microseconds); compiled graphs,
+//    models and devices are cached and shared by worker threads.
+//  - recovery: `lifeline recover`'s library (RunRecovery) with the cell's
+//    recipe, writing into the cell's work directory; only in builds with
+//    LibTorch (otherwise the cell fails with a clear error).
+// Errors are caught and returned as failed / infeasible results: a cell never
+// throws out of here.
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "experiments/sweep/store.hpp"
+
+namespace lifeline::sweep {
+
+class ThroughputEvaluator {
+ public:
+  ThroughputEvaluator();
+  ~ThroughputEvaluator();
+  // Outputs: tps, tpot_s, batch_tokens_per_s, weight_bytes, kv_cache_bytes,
+  // footprint_bytes. Infeasible when the device gives memory_capacity_gb and
+  // weights + KV cache exceed it. Thread-safe.
+  CellResult Run(const nlohmann::json& inputs);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Whether this build can run recovery cells.
+bool RecoveryCellsAvailable();
+// Runs a recovery cell with its work directory `work_dir` (created).
+CellResult RunRecoveryCell(const nlohmann::json& inputs, const std::filesystem::path& work_dir);
+
+// Work directory of a recovery cell: <store dir>/<store stem>_cells/<id>.
+std::filesystem::path CellWorkDir(const std::filesystem::path& store, const std::string& id);
+
+}  // namespace lifeline::sweep

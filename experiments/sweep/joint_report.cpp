@@ -1,0 +1,362 @@
+#include "experiments/sweep/joint_report.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "experiments/sweep/slurm.hpp"
+#include "roofline/eval/paper.hpp"
+
+namespace lifeline::sweep {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using reports::Cell;
+using reports::Table;
+
+namespace {
+
+std::string Stem(const std::string& s) {
+  std::string out;
+  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
+  return out;
+}
+
+std::string JsonText(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+// Throughput results of one (model, fidelity, fusion, batch).
+struct Group {
+  std::string model, fidelity, fusion;
+  int64_t batch = 1;
+  std::set<std::string> devices;
+  std::set<std::string> plans;
+  std::set<int64_t> contexts;
+  // (plan, context, device) -> TPS, or the status text when not done.
+  std::map<std::tuple<std::string, int64_t, std::string>, std::variant<double, std::string>> tps;
+};
+
+std::optional<double> Tps(const Group& g, const std::string& plan, int64_t ctx, const std::string& dev) {
+  auto it = g.tps.find({plan, ctx, dev});
+  if (it == g.tps.end() || !std::holds_alternative<double>(it->second)) return std::nullopt;
+  return std::get<double>(it->second);
+}
+
+std::optional<double> Ar(const CellRow& r, const std::string& metric) {
+  const json& m = r.outputs.at("metrics");
+  if (!m.contains(metric) || !m[metric].contains("ar_pct") || m[metric]["ar_pct"].is_null()) return std::nullopt;
+  return m[metric]["ar_pct"].get<double>();
+}
+
+std::optional<double> Metric(const CellRow& r, const std::string& metric, const std::string& which) {
+  const json& m = r.outputs.at("metrics");
+  if (!m.contains(metric) || !m[metric].contains(which) || m[metric][which].is_null()) return std::nullopt;
+  return m[metric][which].get<double>();
+}
+
+std::string Label(const CellRow& r, const std::string& key, const std::string& fallback) {
+  return r.labels.is_object() && r.labels.contains(key) ? r.labels[key].get<std::string>() : fallback;
+}
+
+}  // namespace
+
+JointReport BuildJointReport(const std::vector<CellRow>& rows, const JointReportOptions& o) {
+  JointReport rep;
+  std::map<std::tuple<std::string, std::string, std::string, int64_t>, Group> groups;
+  std::vector<const CellRow*> recovery;
+  for (const auto& r : rows) {
+    ++rep.cells;
+    switch (r.status) {
+      case CellStatus::kDone: ++rep.done; break;
+      case CellStatus::kFailed: ++rep.failed; break;
+      case CellStatus::kInfeasible: ++rep.infeasible; break;
+      default: ++rep.unfinished; break;
+    }
+    if (r.kind == CellKind::kRecovery) {
+      if (r.status == CellStatus::kDone && r.outputs.is_object() && r.outputs.contains("metrics")) {
+        recovery.push_back(&r);
+      }
+      continue;
+    }
+    const json& in = r.inputs;
+    Group& g = groups[{in["model"].get<std::string>(), in["fidelity"].get<std::string>(),
+                       in["fusion"].get<std::string>(), in["batch"].get<int64_t>()}];
+    g.model = in["model"].get<std::string>();
+    g.fidelity = in["fidelity"].get<std::string>();
+    g.fusion = in["fusion"].get<std::string>();
+    g.batch = in["batch"].get<int64_t>();
+    const std::string dev = in["device"].get<std::string>(), plan = in["plan"].get<std::string>();
+    const int64_t ctx = in["context"].get<int64_t>();
+    g.devices.insert(dev);
+    g.plans.insert(plan);
+    g.contexts.insert(ctx);
+    if (r.status == CellStatus::kDone) {
+      g.tps[{plan, ctx, dev}] = r.outputs.at("tps").get<double>();
+    } else {
+      g.tps[{plan, ctx, dev}] = CellStatusName(r.status);
+    }
+  }
+
+  // Best recovery cell (highest perplexity AR%) per plan label.
+  std::map<std::string, const CellRow*> best;
+  for (const CellRow* r : recovery) {
+    const std::string plan = Label(*r, "plan", "");
+    if (plan.empty()) continue;
+    const double ar = Ar(*r, "perplexity").value_or(-std::numeric_limits<double>::infinity());
+    auto it = best.find(plan);
+    if (it == best.end() || ar > Ar(*it->second, "perplexity").value_or(-std::numeric_limits<double>::infinity())) {
+      best[plan] = r;
+    }
+  }
+  std::set<std::string> ar_metrics;
+  for (const CellRow* r : recovery) {
+    for (const auto& [k, v] : r->outputs.at("metrics").items()) ar_metrics.insert(k);
+  }
+  ar_metrics.erase("perplexity");
+
+  std::set<std::string> all_devices;
+  for (const auto& [key, g] : groups) all_devices.insert(g.devices.begin(), g.devices.end());
+  rep.pareto_device = o.pareto_device.empty() ? (all_devices.empty() ? "" : *all_devices.begin()) : o.pareto_device;
+  rep.pareto_context = o.pareto_context;
+
+  for (const auto& [key, g] : groups) {
+    Table t;
+    const bool defaults = g.fidelity == "paper" && g.fusion == "paper" && g.batch == 1;
+    t.title = fmt::format("{}: decode TPS, Gain% and Capture% (vs {} / {}), fidelity {}, fusion {}, batch {}, and "
+                          "accuracy recovered",
+                          g.model, o.baseline, o.ceiling, g.fidelity, g.fusion, g.batch);
+    t.columns = {"plan", "context_tokens"};
+    t.headers = {"Plan", "Context"};
+    for (const auto& d : g.devices) {
+      t.columns.insert(t.columns.end(), {"tps_" + d, "gain_pct_" + d, "capture_pct_" + d});
+      t.headers.insert(t.headers.end(), {"TPS " + d, "Gain% " + d, "Capture% " + d});
+    }
+    const bool any_rec = std::any_of(g.plans.begin(), g.plans.end(), [&](const std::string& p) { return best.count(p); });
+    if (any_rec) {
+      t.columns.insert(t.columns.end(), {"recovery_model", "recovery_cell", "ppl_teacher", "ppl_quantized",
+                                         "ppl_recovered", "ppl_ar_pct"});
+      t.headers.insert(t.headers.end(), {"Recovered on", "Cell", "PPL teacher", "PPL quant", "PPL recov", "AR% PPL"});
+      for (const auto& m : ar_metrics) {
+        t.columns.push_back(m + "_ar_pct");
+        t.headers.push_back("AR% " + m);
+      }
+    }
+    // Plans: baseline, ceiling, then the rest by name.
+    std::vector<std::string> plans;
+    for (const auto& p : {o.baseline, o.ceiling}) {
+      if (g.plans.count(p)) plans.push_back(p);
+    }
+    for (const auto& p : g.plans) {
+      if (p != o.baseline && p != o.ceiling) plans.push_back(p);
+    }
+    for (int64_t ctx : g.contexts) {
+      for (const auto& p : plans) {
+        std::vector<Cell> row = {p, Cell::Int(ctx)};
+        for (const auto& d : g.devices) {
+          auto it = g.tps.find({p, ctx, d});
+          if (it == g.tps.end()) {
+            row.insert(row.end(), {Cell(), Cell(), Cell()});
+            continue;
+          }
+          if (!std::holds_alternative<double>(it->second)) {
+            row.insert(row.end(), {Cell(std::get<std::string>(it->second)), Cell(), Cell()});
+            continue;
+          }
+          const double tps = std::get<double>(it->second);
+          const auto base = Tps(g, o.baseline, ctx, d), ceil = Tps(g, o.ceiling, ctx, d);
+          row.push_back(Cell(tps, 6));
+          row.push_back(base ? Cell(GainPct(*base, tps), 6) : Cell());
+          row.push_back(base && ceil && *ceil != *base ? Cell(CapturePct(*base, *ceil, tps), 6) : Cell());
+        }
+        if (any_rec) {
+          auto b = best.find(p);
+          if (b == best.end()) {
+            row.resize(t.columns.size());
+          } else {
+            const CellRow& r = *b->second;
+            row.push_back(Label(r, "model", "?"));
+            row.push_back(r.id);
+            row.push_back(Cell::Opt(Metric(r, "perplexity", "teacher"), 4));
+            row.push_back(Cell::Opt(Metric(r, "perplexity", "quantized"), 4));
+            row.push_back(Cell::Opt(Metric(r, "perplexity", "recovered"), 4));
+            row.push_back(Cell::Opt(Ar(r, "perplexity"), 2));
+            for (const auto& m : ar_metrics) row.push_back(Cell::Opt(Ar(r, m), 2));
+          }
+        }
+        t.rows.push_back(std::move(row));
+      }
+    }
+    t.notes.push_back(fmt::format("Gain% = TPS / TPS({0}) - 1; Capture% = (TPS - TPS({0})) / (TPS({1}) - TPS({0})); "
+                                  "cells that did not finish show their status.",
+                                  o.baseline, o.ceiling));
+    if (any_rec) {
+      t.notes.push_back("Recovery columns: the recovery cell with the highest perplexity AR% among those whose "
+                        "report plan label is the row's plan (see recovery.* for every cell); AR% is empty when "
+                        "the quantized model was not worse.");
+    }
+    rep.tables.emplace_back(defaults ? "model_" + Stem(g.model)
+                                     : fmt::format("model_{}_{}_{}_b{}", Stem(g.model), g.fidelity, g.fusion, g.batch),
+                            std::move(t));
+  }
+
+  // Every recovery cell.
+  if (!recovery.empty()) {
+    std::map<std::string, std::set<std::string>> values;
+    for (const CellRow* r : recovery) {
+      for (const auto& [k, v] : r->inputs.at("recipe").items()) values[k].insert(v.dump());
+    }
+    std::vector<std::string> varying;
+    for (const auto& [k, vs] : values) {
+      bool everywhere = true;
+      for (const CellRow* r : recovery) everywhere = everywhere && r->inputs.at("recipe").contains(k);
+      if (vs.size() > 1 || !everywhere) varying.push_back(k);
+    }
+    Table t;
+    t.title = "Recovery cells: teacher / quantized / recovered and AR% per metric";
+    t.columns = {"cell", "model", "plan"};
+    t.columns.insert(t.columns.end(), varying.begin(), varying.end());
+    std::vector<std::string> metrics = {"perplexity"};
+    metrics.insert(metrics.end(), ar_metrics.begin(), ar_metrics.end());
+    for (const auto& m : metrics) {
+      for (const char* w : {"teacher", "quantized", "recovered", "ar_pct"}) t.columns.push_back(m + "_" + w);
+    }
+    t.columns.push_back("seconds");
+    for (const CellRow* r : recovery) {
+      std::vector<Cell> row = {r->id, Label(*r, "model", ""), Label(*r, "plan", "")};
+      for (const auto& k : varying) {
+        const json& rc = r->inputs.at("recipe");
+        row.push_back(rc.contains(k) ? Cell(JsonText(rc[k])) : Cell());
+      }
+      for (const auto& m : metrics) {
+        row.push_back(Cell::Opt(Metric(*r, m, "teacher"), 4));
+        row.push_back(Cell::Opt(Metric(*r, m, "quantized"), 4));
+        row.push_back(Cell::Opt(Metric(*r, m, "recovered"), 4));
+        row.push_back(Cell::Opt(Ar(*r, m), 2));
+      }
+      const json& tm = r->outputs.value("timings", json::object());
+      row.push_back(tm.contains("total_s") ? Cell(tm["total_s"].get<double>(), 1) : Cell(r->elapsed_s, 1));
+      t.rows.push_back(std::move(row));
+    }
+    t.notes.push_back("Only the recipe keys that differ between cells are shown; every cell's full recipe is in the "
+                      "store (outputs.recipe).");
+    rep.tables.emplace_back("recovery", std::move(t));
+  }
+
+  // Pareto points: per throughput model, the gain of each recovery cell's plan.
+  Table& p = rep.pareto;
+  p.title = fmt::format("Throughput gain vs accuracy recovered ({} at {} tokens; gain vs {})", rep.pareto_device,
+                        rep.pareto_context, o.baseline);
+  p.columns = {"model", "plan", "recovery_cell", "recovery_model", "gain_pct", "ppl_ar_pct", "on_front"};
+  for (const auto& [key, g] : groups) {
+    if (!(g.fidelity == "paper" && g.fusion == "paper" && g.batch == 1)) continue;
+    struct Pt {
+      std::string plan, cell, rmodel;
+      double x, y;
+    };
+    std::vector<Pt> pts;
+    for (const CellRow* r : recovery) {
+      const std::string plan = Label(*r, "plan", "");
+      const auto tps = Tps(g, plan, rep.pareto_context, rep.pareto_device);
+      const auto base = Tps(g, o.baseline, rep.pareto_context, rep.pareto_device);
+      const auto ar = Ar(*r, "perplexity");
+      if (!tps || !base || !ar) continue;
+      pts.push_back({plan, r->id, Label(*r, "model", ""), GainPct(*base, *tps), *ar});
+    }
+    for (const auto& a : pts) {
+      bool dominated = false;
+      for (const auto& b : pts) {
+        dominated = dominated || (b.x >= a.x && b.y >= a.y && (b.x > a.x || b.y > a.y));
+      }
+      p.rows.push_back({g.model, a.plan, a.cell, a.rmodel, Cell(a.x, 4), Cell(a.y, 2), dominated ? "no" : "yes"});
+    }
+  }
+  return rep;
+}
+
+std::vector<fs::path> WriteJointReport(const JointReport& r, const fs::path& out) {
+  fs::create_directories(out);
+  std::vector<fs::path> written;
+  auto add = [&](const std::vector<fs::path>& w) { written.insert(written.end(), w.begin(), w.end()); };
+  for (const auto& [stem, t] : r.tables) add(reports::WriteTable(t, out, stem));
+  add(reports::WriteTable(r.pareto, out, "pareto"));
+
+  // Gnuplot data: one block per throughput model (points, then front).
+  std::vector<std::string> models;
+  for (const auto& row : r.pareto.rows) {
+    const std::string m = row[0].Text();
+    if (std::find(models.begin(), models.end(), m) == models.end()) models.push_back(m);
+  }
+  std::string dat = "# gain_pct ppl_ar_pct plan cell, one block per model: " + fmt::format("{}", fmt::join(models, ", ")) + "\n";
+  std::string front_dat = "# Pareto front (gain_pct ppl_ar_pct), one block per model\n";
+  for (size_t i = 0; i < models.size(); ++i) {
+    std::vector<std::pair<double, double>> front;
+    for (const auto& row : r.pareto.rows) {
+      if (row[0].Text() != models[i]) continue;
+      const double x = std::get<double>(row[4].value), y = std::get<double>(row[5].value);
+      dat += fmt::format("{:.6f} {:.6f} \"{}\" {}\n", x, y, row[1].Text(), row[2].Text());
+      if (row[6].Text() == "yes") front.emplace_back(x, y);
+    }
+    std::sort(front.begin(), front.end());
+    for (const auto& [x, y] : front) front_dat += fmt::format("{:.6f} {:.6f}\n", x, y);
+    dat += "\n\n";
+    front_dat += "\n\n";
+  }
+  reports::WriteFileAtomic(out / "pareto.dat", dat);
+  reports::WriteFileAtomic(out / "pareto_front.dat", front_dat);
+  written.push_back(out / "pareto.dat");
+  written.push_back(out / "pareto_front.dat");
+  std::string gp = fmt::format(
+      "# Regenerate with: cd {0} && gnuplot pareto.gp\n"
+      "set title 'Throughput gain vs accuracy recovered ({1}, {2} tokens)' noenhanced\n"
+      "set xlabel 'decode TPS gain vs baseline (%)'\n"
+      "set ylabel 'perplexity AR% (gap recovered)'\n"
+      "set key outside right top noenhanced\n"
+      "set grid\nset offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n",
+      "<report dir>", r.pareto_device, r.pareto_context);
+  std::string plot;
+  if (models.empty()) {
+    plot = "set label 1 'no recovery cell joins a throughput cell yet' at graph 0.5,0.5 center\n"
+           "set xrange [0:1]\nset yrange [0:1]\nplot NaN notitle\n";
+  } else {
+    plot = "plot ";
+    for (size_t i = 0; i < models.size(); ++i) {
+      plot += fmt::format("{}'pareto.dat' index {} using 1:2 with points pt 7 ps 1.2 lc {} title '{}', "
+                          "'pareto_front.dat' index {} using 1:2 with lines lc {} notitle",
+                          i ? ", " : "", i, i + 1, models[i], i, i + 1);
+    }
+    plot += "\n";
+  }
+  gp += "set terminal pngcairo size 960,600\nset output 'pareto.png'\n" + plot +
+        "set terminal svg size 960,600\nset output 'pareto.svg'\n" + plot + "unset output\n";
+  reports::WriteFileAtomic(out / "pareto.gp", gp);
+  written.push_back(out / "pareto.gp");
+  std::string log;
+  const int rc = RunCapture({"sh", "-c", "cd '" + out.string() + "' && gnuplot pareto.gp"}, &log);
+  std::string plot_note;
+  if (rc == 0) {
+    written.push_back(out / "pareto.png");
+    written.push_back(out / "pareto.svg");
+  } else {
+    plot_note = fmt::format("gnuplot failed (exit {}): {}; pareto.gp is beside the data.", rc, log);
+    std::fprintf(stderr, "report: %s\n", plot_note.c_str());
+  }
+  std::string summary = fmt::format(
+      "# lifeline report\n\n{} cells: {} done, {} infeasible, {} failed, {} not finished.\n\nTables: {}.\n\n"
+      "Pareto plot: pareto.png / pareto.svg ({} points; gains at {} tokens on {}).\n{}",
+      r.cells, r.done, r.infeasible, r.failed, r.unfinished,
+      [&] {
+        std::string s;
+        for (const auto& [stem, t] : r.tables) s += (s.empty() ? "" : ", ") + stem;
+        return s.empty() ? std::string("none") : s;
+      }(),
+      r.pareto.rows.size(), r.pareto_context, r.pareto_device, plot_note);
+  reports::WriteFileAtomic(out / "summary.md", summary);
+  written.push_back(out / "summary.md");
+  return written;
+}
+
+}  // namespace lifeline::sweep

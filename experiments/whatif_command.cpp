@@ -1,0 +1,255 @@
+// `lifeline whatif`: one setting with overrides, or a sweep over a grid, with
+// the analysis hardware architects ask for.
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "experiments/commands.hpp"
+#include "experiments/whatif.hpp"
+#include "experiments/figures.hpp"
+#include "reports/table.hpp"
+#include "roofline/common/error.hpp"
+
+namespace lifeline::cli {
+namespace {
+
+struct WhatifOptions {
+  whatif::RunSpec run;
+  std::vector<std::string> sets;
+  std::vector<std::string> sweeps;
+  std::string baseline, ceiling;
+  std::string format = "table";
+  std::string out;
+  std::string html;
+  size_t top = 12;
+  bool quiet = false;
+};
+
+// Buffered writer to stdout or a file (streams big sweeps).
+class Sink {
+ public:
+  explicit Sink(const std::string& path) : path_(path) {
+    if (path.empty()) {
+      f_ = stdout;
+    } else {
+      f_ = std::fopen(path.c_str(), "wb");
+      if (!f_) throw MakeConfigError("--out", path, "cannot open for writing", "a writable file path", "");
+    }
+    buf_.reserve(kFlush + 4096);
+  }
+  ~Sink() {
+    Flush();
+    if (f_ && f_ != stdout) std::fclose(f_);
+  }
+  std::string& buf() { return buf_; }
+  void MaybeFlush() {
+    if (buf_.size() >= kFlush) Flush();
+  }
+  void Flush() {
+    if (!buf_.empty() && f_) std::fwrite(buf_.data(), 1, buf_.size(), f_);
+    buf_.clear();
+    if (f_) std::fflush(f_);
+  }
+
+ private:
+  static constexpr size_t kFlush = 1 << 20;
+  std::string path_;
+  FILE* f_ = nullptr;
+  std::string buf_;
+};
+
+std::string JsonString(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += '\\';
+    r += c;
+  }
+  return r + "\"";
+}
+
+// A sweep value as JSON: a number when it parses as one, else a string.
+std::string JsonValue(const std::string& s) {
+  size_t used = 0;
+  try {
+    (void)std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  return used == s.size() && used > 0 ? s : JsonString(s);
+}
+
+std::string Render(const std::vector<reports::Table>& tables, const std::string& format) {
+  std::string text;
+  if (format == "json") {
+    text = "[\n";
+    for (size_t i = 0; i < tables.size(); ++i) text += (i ? ",\n" : "") + reports::ToJson(tables[i]);
+    return text + "]\n";
+  }
+  for (size_t i = 0; i < tables.size(); ++i) {
+    if (i) text += "\n";
+    if (format == "table") text += reports::ToText(tables[i]);
+    else if (format == "md") text += reports::ToMarkdown(tables[i]);
+    else if (format == "csv") text += "# " + tables[i].title + "\n" + reports::ToCsv(tables[i]);
+  }
+  return text;
+}
+
+void RunWhatif(const WhatifOptions& o) {
+  if (o.format != "table" && o.format != "md" && o.format != "csv" && o.format != "json") {
+    throw MakeConfigError("--format", "format", "unknown format '" + o.format + "'", "table, md, csv or json", "");
+  }
+  std::vector<whatif::Override> fixed;
+  for (const auto& s : o.sets) fixed.push_back(whatif::ParseSetArg(s));
+  std::vector<whatif::SweepAxis> axes;
+  for (const auto& s : o.sweeps) axes.push_back(whatif::ParseSweepArg(s));
+  const whatif::Scenario scenario(o.run);
+  const whatif::Setting base = scenario.Resolve(fixed);
+  const whatif::PointAnalysis analysis = whatif::Analyze(base);
+  std::vector<reports::Table> tables = whatif::AnalysisTables(analysis, base, o.top);
+
+  if (axes.empty()) {
+    Sink sink(o.out);
+    sink.buf() += Render(tables, o.format);
+    sink.Flush();
+  } else {
+    whatif::SweepOptions so{o.baseline, o.ceiling};
+    const uint64_t total = whatif::GridSize(axes);
+    const std::vector<std::string> cols = whatif::SweepColumns(axes, so);
+    const bool streaming = o.format == "csv" || o.format == "json";
+    if (!streaming && total > 5000) {
+      throw MakeConfigError("--sweep", fmt::format("{} points", total), "too many rows for a terminal table",
+                            "at most 5000 points with --format table or md",
+                            "use --format csv (streamed) or --format json, with --out FILE");
+    }
+    reports::Table sweep_table;
+    sweep_table.title = fmt::format("Sweep of {} points over {} on {} / {} / {}", total, fmt::join(o.sweeps, " "),
+                                    base.arch.name, base.device.name, base.plan.name);
+    sweep_table.columns = cols;
+    const bool tty = !o.quiet && StderrIsTty();
+    const auto t0 = std::chrono::steady_clock::now();
+    Sink sink(o.out);
+    if (o.format == "csv") sink.buf() += fmt::format("{}\n", fmt::join(cols, ","));
+    if (o.format == "json") sink.buf() += "[\n";
+    bool first = true;
+    auto metric_values = [&](const whatif::SweepMetrics& m, auto&& put) {
+      put(m.tps);
+      put(m.tpot_s);
+      put(m.batch_tps);
+      put(m.ttft_s);
+      put(m.elasticity_bandwidth);
+      put(m.elasticity_tops);
+      if (!so.baseline_plan.empty()) {
+        put(m.tps_baseline);
+        put(m.gain_pct);
+      }
+      if (!so.ceiling_plan.empty()) {
+        put(m.tps_ceiling);
+        put(m.capture_pct);
+      }
+    };
+    whatif::RunSweep(
+        scenario, fixed, axes, so,
+        [&](const std::vector<size_t>& idx, const whatif::SweepMetrics& m) {
+          std::string& b = sink.buf();
+          if (o.format == "csv") {
+            for (size_t i = 0; i < idx.size(); ++i) {
+              b += axes[i].values[idx[i]];
+              b += ',';
+            }
+            bool firstm = true;
+            metric_values(m, [&](double v) {
+              if (!firstm) b += ',';
+              firstm = false;
+              fmt::format_to(std::back_inserter(b), "{:.7g}", v);
+            });
+            b += '\n';
+            sink.MaybeFlush();
+          } else if (o.format == "json") {
+            b += first ? "  {" : ",\n  {";
+            first = false;
+            size_t c = 0;
+            for (size_t i = 0; i < idx.size(); ++i, ++c)
+              fmt::format_to(std::back_inserter(b), "{}{}: {}", c ? ", " : "", JsonString(cols[c]),
+                             JsonValue(axes[i].values[idx[i]]));
+            metric_values(m, [&](double v) {
+              fmt::format_to(std::back_inserter(b), ", {}: {:.7g}", JsonString(cols[c]), v);
+              ++c;
+            });
+            b += "}";
+            sink.MaybeFlush();
+          } else {
+            std::vector<reports::Cell> r;
+            for (size_t i = 0; i < idx.size(); ++i) r.emplace_back(axes[i].values[idx[i]]);
+            metric_values(m, [&](double v) { r.emplace_back(v, 4); });
+            sweep_table.rows.push_back(std::move(r));
+          }
+        },
+        [&](uint64_t done, uint64_t all) {
+          if (!tty) return;
+          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          const double rate = s > 0 ? static_cast<double>(done) / s : 0;
+          std::fprintf(stderr, "\rwhatif: %llu/%llu points (%.1f%%), %.2f M points/s, ETA %.1f s   ",
+                       static_cast<unsigned long long>(done), static_cast<unsigned long long>(all),
+                       100.0 * static_cast<double>(done) / static_cast<double>(all), rate / 1e6,
+                       rate > 0 ? static_cast<double>(all - done) / rate : 0.0);
+          if (done == all) std::fprintf(stderr, "\n");
+        });
+    if (o.format == "json") sink.buf() += "\n]\n";
+    if (!streaming) {
+      tables.insert(tables.begin(), sweep_table);
+      sink.buf() += Render(tables, o.format);
+    }
+    sink.Flush();
+    if (tty) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "whatif: %llu points in %.2f s (%.2f M points/s)\n", static_cast<unsigned long long>(total),
+                   s, static_cast<double>(total) / s / 1e6);
+    }
+  }
+  if (!o.html.empty()) {
+    const auto written = WriteWhatifHtml(scenario, fixed, axes, o.baseline, o.ceiling, o.html, o.top);
+    std::cerr << "wrote " << written.string() << "\n";
+  }
+}
+
+}  // namespace
+
+void AddWhatifCommand(CLI::App& app) {
+  auto o = std::make_shared<WhatifOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "whatif",
+      "What if the chip had more bandwidth, more TOPS, an INT4 KV cache...? One setting with --set overrides, or a "
+      "grid with --sweep; prints throughput, TTFT, the dominant operators, bounds, ridge point, elasticities and "
+      "where the step flips from memory- to compute-bound.");
+  sub->add_option("--model", o->run.model, "zoo name or YAML/config.json path")->capture_default_str();
+  sub->add_option("--device", o->run.device, "hwspec name or YAML path")->capture_default_str();
+  sub->add_option("--plan", o->run.plan, "quantization preset or plan YAML")->capture_default_str();
+  sub->add_option("--fusion", o->run.fusion, "none or paper")->capture_default_str();
+  sub->add_option("--fidelity", o->run.fidelity, "paper or exact")->capture_default_str();
+  sub->add_option("--context", o->run.context, "attended context in tokens (decode)")->capture_default_str();
+  sub->add_option("--prompt", o->run.prompt, "prompt tokens (prefill, TTFT)")->capture_default_str();
+  sub->add_option("--batch", o->run.batch, "sequences per step")->capture_default_str();
+  sub->add_option("--set", o->sets,
+                  "override KEY=VALUE, validated like the YAML: device keys as in hwspec/*.yaml "
+                  "(memory_bandwidth_gb_per_s=150, efficiency.memory=0.7), model.<key> (model.num_hidden_layers=24), "
+                  "plan.kv_cache_dtype=int4, plan.rules.N.bits=3; repeatable")
+      ->take_all();
+  sub->add_option("--sweep", o->sweeps,
+                  "sweep KEY=START:STOP:STEP (inclusive) or KEY=V1,V2,...; keys as for --set plus context, prompt, "
+                  "batch, fusion, fidelity; several give the cartesian grid (first slowest)")
+      ->take_all();
+  sub->add_option("--baseline", o->baseline, "sweeps: add tps_baseline and gain_pct against this plan (e.g. w4)");
+  sub->add_option("--ceiling", o->ceiling, "sweeps: add tps_ceiling and capture_pct against this plan (e.g. w2)");
+  sub->add_option("--format", o->format, "table, md, csv or json (sweeps stream csv/json)")->capture_default_str();
+  sub->add_option("--out", o->out, "write to this file instead of stdout");
+  sub->add_option("--top", o->top, "operator groups shown")->capture_default_str();
+  sub->add_option("--html", o->html, "also write an HTML report with figures into this directory");
+  sub->add_flag("--quiet", o->quiet, "no progress line");
+  sub->callback([o] { RunWhatif(*o); });
+}
+
+}  // namespace lifeline::cli

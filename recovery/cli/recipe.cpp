@@ -1,0 +1,174 @@
+#include "recovery/cli/recipe.hpp"
+
+#include <fmt/format.h>
+
+#include "roofline/common/error.hpp"
+#include "roofline/common/yaml_util.hpp"
+
+namespace lifeline::recovery {
+
+namespace {
+
+std::vector<std::string> StringList(StrictMap& m, const std::string& key) {
+  const YAML::Node n = m.Node(key);
+  std::vector<std::string> out;
+  try {
+    if (n.IsScalar()) {
+      std::string s = n.as<std::string>();
+      size_t start = 0;
+      while (start <= s.size()) {
+        const size_t comma = s.find(',', start);
+        std::string part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        const auto b = part.find_first_not_of(" \t");
+        const auto e = part.find_last_not_of(" \t");
+        if (b != std::string::npos) out.push_back(part.substr(b, e - b + 1));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    } else if (n.IsSequence()) {
+      for (const auto& item : n) out.push_back(item.as<std::string>());
+    } else {
+      throw YAML::Exception(n.Mark(), "not a list");
+    }
+  } catch (const YAML::Exception&) {
+    throw MakeConfigError(Where(m.file(), n), m.KeyPath(key), "not a list of strings",
+                          "a list like [mlp.gate_proj, mlp.up_proj] or a comma-separated string");
+  }
+  return out;
+}
+
+bool Bool(StrictMap& m, const std::string& key, bool current) {
+  const auto v = m.OptionalBool(key);
+  return v ? *v : current;
+}
+
+}  // namespace
+
+const std::vector<std::string>& RecipeKeys() {
+  static const std::vector<std::string> keys = {
+      "model", "tokenizer", "bits", "group", "scheme", "layers", "rank", "alpha", "dropout",
+      "lora_targets", "init", "data", "data_skip", "samples", "sample_len", "temperature",
+      "top_k", "walk_vocab", "gen_batch", "steps", "batch", "grad_accum", "lr", "warmup",
+      "schedule", "clip", "weight_decay", "checkpoint_every", "resume", "seed", "device",
+      "threads", "eval_text", "eval_limit", "eval_batch", "tasks", "task_limit", "out",
+      "save_data"};
+  return keys;
+}
+
+void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std::string& path,
+                     RecoverRecipe& r) {
+  if (!node.IsMap()) {
+    throw MakeConfigError(Where(file, node), path.empty() ? "(root)" : path, "not a mapping",
+                          "a mapping of recipe keys", fmt::format("keys: {}", fmt::join(RecipeKeys(), ", ")));
+  }
+  StrictMap m(node, file, path);
+  auto str = [&](const char* k, std::string& v) { if (m.Has(k)) v = m.String(k); };
+  auto pos = [&](const char* k, int64_t& v) { if (m.Has(k)) v = m.PositiveInteger(k); };
+  auto nonneg = [&](const char* k, int64_t& v) {
+    if (!m.Has(k)) return;
+    const int64_t x = m.Integer(k);
+    if (x < 0) throw MakeConfigError(m.WhereKey(k), m.KeyPath(k), "negative value", "an integer >= 0");
+    v = x;
+  };
+  auto num = [&](const char* k, double& v) { if (m.Has(k)) v = m.Number(k); };
+  str("model", r.model);
+  str("tokenizer", r.tokenizer);
+  if (m.Has("bits")) {
+    const int64_t b = m.Integer("bits");
+    if (b < 2 || b > 4) throw MakeConfigError(m.WhereKey("bits"), m.KeyPath("bits"), fmt::format("unsupported bit width {}", b), "2, 3 or 4");
+    r.bits = static_cast<int>(b);
+  }
+  pos("group", r.group);
+  str("scheme", r.scheme);
+  if (m.Has("layers")) r.layers = StringList(m, "layers");
+  pos("rank", r.rank);
+  if (m.Has("alpha")) r.alpha = m.PositiveNumber("alpha");
+  num("dropout", r.dropout);
+  if (m.Has("lora_targets")) r.lora_targets = StringList(m, "lora_targets");
+  str("init", r.init);
+  str("data", r.data);
+  nonneg("data_skip", r.data_skip);
+  pos("samples", r.samples);
+  pos("sample_len", r.sample_len);
+  if (m.Has("temperature")) r.temperature = m.PositiveNumber("temperature");
+  nonneg("top_k", r.top_k);
+  r.walk_vocab = Bool(m, "walk_vocab", r.walk_vocab);
+  pos("gen_batch", r.gen_batch);
+  pos("steps", r.steps);
+  pos("batch", r.batch);
+  pos("grad_accum", r.grad_accum);
+  if (m.Has("lr")) r.lr = m.PositiveNumber("lr");
+  nonneg("warmup", r.warmup);
+  str("schedule", r.schedule);
+  num("clip", r.clip);
+  num("weight_decay", r.weight_decay);
+  nonneg("checkpoint_every", r.checkpoint_every);
+  r.resume = Bool(m, "resume", r.resume);
+  if (m.Has("seed")) {
+    const int64_t s = m.Integer("seed");
+    if (s < 0) throw MakeConfigError(m.WhereKey("seed"), m.KeyPath("seed"), "negative seed", "an integer >= 0");
+    r.seed = static_cast<uint64_t>(s);
+  }
+  str("device", r.device);
+  nonneg("threads", r.threads);
+  str("eval_text", r.eval_text);
+  nonneg("eval_limit", r.eval_limit);
+  pos("eval_batch", r.eval_batch);
+  if (m.Has("tasks")) r.tasks = StringList(m, "tasks");
+  nonneg("task_limit", r.task_limit);
+  str("out", r.out);
+  r.save_data = Bool(m, "save_data", r.save_data);
+  m.Finish();
+}
+
+RecoverRecipe LoadRecipe(const std::filesystem::path& path) {
+  RecoverRecipe r;
+  ApplyRecipeYaml(LoadYamlFile(path), path.string(), "", r);
+  return r;
+}
+
+nlohmann::json RecipeToJson(const RecoverRecipe& r) {
+  nlohmann::json j;
+  j["model"] = r.model;
+  j["tokenizer"] = r.tokenizer;
+  j["bits"] = r.bits;
+  j["group"] = r.group;
+  j["scheme"] = r.scheme;
+  j["layers"] = r.layers;
+  j["rank"] = r.rank;
+  j["alpha"] = r.alpha;
+  j["dropout"] = r.dropout;
+  j["lora_targets"] = r.LoraTargets();
+  j["init"] = r.init;
+  j["data"] = r.data;
+  j["data_skip"] = r.data_skip;
+  j["samples"] = r.samples;
+  j["sample_len"] = r.sample_len;
+  j["temperature"] = r.temperature;
+  j["top_k"] = r.top_k;
+  j["walk_vocab"] = r.walk_vocab;
+  j["gen_batch"] = r.gen_batch;
+  j["steps"] = r.steps;
+  j["batch"] = r.batch;
+  j["grad_accum"] = r.grad_accum;
+  j["lr"] = r.lr;
+  j["warmup"] = r.warmup;
+  j["schedule"] = r.schedule;
+  j["clip"] = r.clip;
+  j["weight_decay"] = r.weight_decay;
+  j["checkpoint_every"] = r.checkpoint_every;
+  j["resume"] = r.resume;
+  j["seed"] = r.seed;
+  j["device"] = r.device;
+  j["threads"] = r.threads;
+  j["eval_text"] = r.eval_text;
+  j["eval_limit"] = r.eval_limit;
+  j["eval_batch"] = r.eval_batch;
+  j["tasks"] = r.tasks;
+  j["task_limit"] = r.task_limit;
+  j["out"] = r.out;
+  j["save_data"] = r.save_data;
+  return j;
+}
+
+}  // namespace lifeline::recovery

@@ -1,0 +1,84 @@
+#pragma once
+// The settings of one `lifeline recover` run, from a YAML recipe (strict
+// keys, errors with file:line:col) and/or command-line flags.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+namespace lifeline::recovery {
+
+struct RecoverRecipe {
+  // Model and tokenizer.
+  std::string model;          // llama2.c .bin or HF directory; "" = shared stories260K
+  std::string tokenizer;      // "" = found beside the model
+  // Quantization (fake, QDQ) of the chosen layers.
+  int bits = 2;               // 2, 3 or 4
+  int64_t group = 32;         // group size along the input dimension
+  std::string scheme = "asym";  // asym | sym
+  std::vector<std::string> layers = {"mlp.gate_proj", "mlp.up_proj"};  // patterns to quantize
+  // LoRA.
+  int64_t rank = 32;
+  double alpha = 64.0;
+  double dropout = 0.0;
+  std::vector<std::string> lora_targets;  // empty = same as `layers`
+  std::string init = "standard";          // standard | svd
+  // Training data.
+  std::string data = "synthetic";  // synthetic | text:FILE
+  int64_t data_skip = 0;           // text: stories to skip at the start of FILE
+  int64_t samples = 512;           // sequences
+  int64_t sample_len = 256;        // tokens per sequence at most
+  double temperature = 1.0;        // synthetic sampling temperature
+  int64_t top_k = 50;              // synthetic sampling top-k
+  bool walk_vocab = false;         // synthetic first tokens walk the vocabulary
+  int64_t gen_batch = 64;          // sequences generated together
+  // Distillation.
+  int64_t steps = 800;
+  int64_t batch = 8;
+  int64_t grad_accum = 1;
+  double lr = 2e-3;
+  int64_t warmup = 40;
+  std::string schedule = "cosine";  // constant | linear | cosine
+  double clip = 1.0;
+  double weight_decay = 0.0;
+  int64_t checkpoint_every = 0;     // steps; 0 = only at the end
+  bool resume = false;              // continue from OUT/train_state
+  // Run.
+  uint64_t seed = 0;
+  std::string device = "cpu";       // cpu | cuda | cuda:N
+  int64_t threads = 0;              // 0 = hardware cores
+  // Evaluation.
+  std::string eval_text;            // "" = shared TinyStories validation file
+  int64_t eval_limit = 200;         // first N stories (0 = all)
+  int64_t eval_batch = 16;
+  std::vector<std::string> tasks;   // lm-eval tasks (e.g. hellaswag, piqa)
+  int64_t task_limit = 0;           // items per task (0 = all)
+  // Output.
+  std::string out = "recovery_out";
+  bool save_data = true;            // write OUT/train_data.bin
+
+  // The lora targets actually used.
+  const std::vector<std::string>& LoraTargets() const {
+    return lora_targets.empty() ? layers : lora_targets;
+  }
+};
+
+// Every key a recipe may hold (= the fields above).
+const std::vector<std::string>& RecipeKeys();
+
+// Applies the keys of mapping `node` onto `recipe` (strict: unknown keys are
+// rejected with a did-you-mean hint; wrong types name file:line:col and the
+// key). `file` names the source in errors; `path` is the key path prefix.
+void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std::string& path,
+                     RecoverRecipe& recipe);
+// Loads a recipe file onto the defaults.
+RecoverRecipe LoadRecipe(const std::filesystem::path& path);
+
+// The resolved recipe as JSON (every key).
+nlohmann::json RecipeToJson(const RecoverRecipe& recipe);
+
+}  // namespace lifeline::recovery

@@ -1,0 +1,596 @@
+#include "recovery/cli/recover_command.hpp"
+
+#include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <torch/types.h>
+
+#include "recovery/data/synthetic.hpp"
+#include "recovery/eval/accuracy_recovery.hpp"
+#include "recovery/eval/lm_eval_tasks.hpp"
+#include "recovery/eval/text_metrics.hpp"
+#include "recovery/io/hf_checkpoint.hpp"
+#include "recovery/lora/lora_linear.hpp"
+#include "recovery/lora/peft.hpp"
+#include "recovery/model/decoder.hpp"
+#include "recovery/model/llama2c_checkpoint.hpp"
+#include "recovery/model/shared_paths.hpp"
+#include "recovery/quant/packed.hpp"
+#include "recovery/quant/rtn.hpp"
+#include "recovery/tokenizer/tokenizer.hpp"
+#include "recovery/train/distill.hpp"
+#include "roofline/common/error.hpp"
+#include "roofline/common/yaml_util.hpp"
+
+namespace lifeline::recovery {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+bool Tty() { return isatty(fileno(stderr)) != 0; }
+
+// Training allocates and frees the same large activation tensors (16 MiB of
+// attention scores per layer at 8 x 256 tokens) every step. glibc serves
+// those with mmap/munmap, so every step page-faults them in again (~15% of
+// the CPU time of a default run went to the kernel). Keep them on the heap.
+void KeepLargeAllocationsOnHeap() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);  // glibc's maximum
+  mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+#endif
+}
+
+void Stage(const std::string& msg) {
+  if (Tty()) std::fprintf(stderr, "recover: %s\n", msg.c_str());
+}
+
+Checkpoint LoadAnyCheckpoint(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    HfCheckpoint hf = LoadHfCheckpoint(path);
+    Checkpoint ck;
+    ck.arch = hf.arch;
+    ck.tensors = std::move(hf.tensors);
+    ck.rope_interleaved = false;
+    if (ck.arch.name.empty()) ck.arch.name = path.filename().string();
+    return ck;
+  }
+  return LoadLlama2cCheckpoint(path);
+}
+
+fs::path FindTokenizer(const RecoverRecipe& r, const fs::path& model, const ModelArch& arch) {
+  if (!r.tokenizer.empty()) return r.tokenizer;
+  std::error_code ec;
+  if (fs::is_directory(model, ec)) return model;  // LoadTokenizer looks inside
+  for (const auto& name : {std::string("tokenizer.bin"), fmt::format("tok{}.bin", arch.vocab_size),
+                           std::string("tokenizer.model")}) {
+    if (fs::exists(model.parent_path() / name, ec)) return model.parent_path() / name;
+  }
+  throw ConfigError(fmt::format("{}: no tokenizer found beside the model (tried tokenizer.bin, "
+                                "tok{}.bin, tokenizer.model). hint: pass --tokenizer FILE",
+                                model.string(), arch.vocab_size));
+}
+
+LogitsFn MakeLogitsFn(Decoder& model, at::Device device) {
+  return [model, device](const at::Tensor& ids) mutable {
+    torch::NoGradGuard no_grad;
+    return model->forward(ids.to(device));
+  };
+}
+
+nlohmann::json Metric(double teacher, double quantized, double recovered, const std::string& name) {
+  nlohmann::json j;
+  j["teacher"] = teacher;
+  j["quantized"] = quantized;
+  j["recovered"] = recovered;
+  const auto ar = ComputeAccuracyRecovery(teacher, quantized, recovered, DirectionOfMetric(name));
+  if (ar.ar_pct) {
+    j["ar_pct"] = *ar.ar_pct;
+  } else {
+    j["ar_pct"] = nullptr;
+    j["ar_reason"] = ar.reason;
+  }
+  return j;
+}
+
+struct Evaluation {
+  TextMetrics text;                        // vs the teacher
+  std::map<std::string, double> tasks;     // "<task>.<metric>"
+  double seconds = 0;
+};
+
+Evaluation Evaluate(Decoder& model, Decoder& teacher, const std::vector<std::vector<int64_t>>& docs,
+                    const Tokenizer& tok, const RecoverRecipe& r, at::Device device) {
+  const auto t0 = Clock::now();
+  model->eval();
+  Evaluation e;
+  const LogitsFn student_fn = MakeLogitsFn(model, device);
+  const LogitsFn teacher_fn = MakeLogitsFn(teacher, device);
+  e.text = EvaluateText(docs, student_fn, &teacher_fn, r.eval_batch);
+  LoglikelihoodOptions opts;
+  opts.batch = r.eval_batch;
+  opts.max_length = model->arch().max_position_embeddings;
+  for (const auto& task : r.tasks) {
+    const TaskResult tr = RunLmEvalTask(task, tok, student_fn, opts, r.task_limit);
+    for (const auto& [metric, value] : tr.metrics) e.tasks[task + "." + metric] = value;
+  }
+  e.seconds = Since(t0);
+  return e;
+}
+
+nlohmann::json EvalJson(const Evaluation& e) {
+  nlohmann::json j;
+  j["perplexity"] = e.text.perplexity;
+  j["kl_to_teacher"] = e.text.kl_per_token;
+  j["top1_agreement"] = e.text.top1_agreement;
+  for (const auto& [k, v] : e.tasks) j[k] = v;
+  j["seconds"] = e.seconds;
+  return j;
+}
+
+std::string DataKey(const RecoverRecipe& r, const std::string& model) {
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", model, r.data, r.data_skip, r.samples,
+                     r.sample_len, r.temperature, r.top_k, r.walk_vocab, r.seed);
+}
+
+std::string BaselineKey(const RecoverRecipe& r, const std::string& model) {
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", model, r.bits, r.group, r.scheme,
+                     fmt::join(r.layers, ","), r.eval_text, r.eval_limit,
+                     fmt::join(r.tasks, ","), r.task_limit);
+}
+
+void WriteJson(const fs::path& path, const nlohmann::json& j) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) throw ConfigError(fmt::format("{}: cannot write", path.string()));
+    out << j.dump(2) << "\n";
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
+  const auto t_total = Clock::now();
+  KeepLargeAllocationsOnHeap();
+  nlohmann::json timings;
+  // Threads and device first: both apply to everything below.
+  const int64_t threads =
+      r.threads > 0 ? r.threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+  at::set_num_threads(static_cast<int>(threads));
+  const at::Device device = ParseDevice(r.device);
+  const QuantScheme scheme = ParseQuantScheme(r.scheme, "--scheme");
+  const LoraInit init = ParseLoraInit(r.init, "--init");
+  const LrSchedule schedule = ParseLrSchedule(r.schedule, "--schedule");
+  const QuantConfig qcfg{r.bits, r.group, scheme};
+  if (r.data != "synthetic" && r.data.rfind("text:", 0) != 0) {
+    throw ConfigError(fmt::format("--data: unknown data source '{}'; expected synthetic or "
+                                  "text:FILE",
+                                  r.data));
+  }
+
+  // 1. Model, tokenizer.
+  auto t = Clock::now();
+  const fs::path model_path = r.model.empty() ? Stories260kModelPath() : fs::path(r.model);
+  Stage("loading " + model_path.string());
+  const Checkpoint ck = LoadAnyCheckpoint(model_path);
+  const fs::path tok_path = FindTokenizer(r, model_path, ck.arch);
+  const std::unique_ptr<Tokenizer> tok = LoadTokenizer(tok_path);
+  if (tok->VocabSize() > ck.arch.vocab_size ||
+      (ck.rope_interleaved && tok->VocabSize() != ck.arch.vocab_size)) {
+    throw ConfigError(fmt::format("{}: tokenizer vocabulary ({} tokens) does not match the model "
+                                  "{} ({} embeddings). hint: pass the model's own tokenizer",
+                                  tok_path.string(), tok->VocabSize(), model_path.string(),
+                                  ck.arch.vocab_size));
+  }
+  Decoder teacher = BuildDecoder(ck);
+  Decoder student = BuildDecoder(ck);
+  teacher->to(device);
+  teacher->eval();
+  for (auto& p : teacher->parameters()) p.set_requires_grad(false);
+  timings["load_s"] = Since(t);
+
+  // 2. Quantize.
+  t = Clock::now();
+  const auto qreport = FakeQuantizeLayers(student, r.layers, qcfg, "--layers");
+  student->to(device);
+  nlohmann::json qjson;
+  qjson["bits"] = r.bits;
+  qjson["group"] = r.group;
+  qjson["scheme"] = QuantSchemeName(scheme);
+  qjson["patterns"] = r.layers;
+  int64_t packed_total = 0;
+  for (const auto& l : qreport) {
+    const int64_t bytes = PackedWeightBytes(l.rows, l.cols, qcfg);
+    packed_total += bytes;
+    qjson["layers"].push_back({{"name", l.name}, {"rows", l.rows}, {"cols", l.cols},
+                               {"rel_error", l.rel_error}, {"packed_bytes", bytes}});
+  }
+  qjson["packed_bytes_total"] = packed_total;
+  timings["quantize_s"] = Since(t);
+
+  // 3. Baseline evaluation: teacher and quantized model.
+  const fs::path eval_path = r.eval_text.empty() ? TinyStoriesValPath() : fs::path(r.eval_text);
+  const auto stories = LoadStories(eval_path, r.eval_limit);
+  const auto docs = TokenizeStories(stories, *tok, ck.arch.max_position_embeddings);
+  const std::string bkey = BaselineKey(r, model_path.string());
+  nlohmann::json baseline;
+  if (cache && cache->baseline.count(bkey)) {
+    baseline = cache->baseline.at(bkey);
+    timings["eval_baseline_s"] = 0.0;
+  } else {
+    t = Clock::now();
+    Stage(fmt::format("evaluating teacher and quantized model on {} documents", docs.size()));
+    Evaluation te = Evaluate(teacher, teacher, docs, *tok, r, device);
+    Evaluation qe = Evaluate(student, teacher, docs, *tok, r, device);
+    baseline["teacher"] = EvalJson(te);
+    baseline["quantized"] = EvalJson(qe);
+    baseline["documents"] = qe.text.documents;
+    baseline["tokens"] = qe.text.tokens;
+    if (cache) cache->baseline[bkey] = baseline;
+    timings["eval_baseline_s"] = Since(t);
+  }
+
+  // 4. Training data.
+  t = Clock::now();
+  const std::string dkey = DataKey(r, model_path.string());
+  std::vector<std::vector<int64_t>> data;
+  nlohmann::json djson;
+  djson["source"] = r.data;
+  if (cache && cache->data.count(dkey)) {
+    data = cache->data.at(dkey);
+  } else if (r.data == "synthetic") {
+    Stage(fmt::format("generating {} synthetic sequences of up to {} tokens", r.samples, r.sample_len));
+    SyntheticConfig sc;
+    sc.samples = r.samples;
+    sc.max_len = r.sample_len;
+    sc.temperature = r.temperature;
+    sc.top_k = r.top_k;
+    sc.walk_vocab = r.walk_vocab;
+    sc.batch = r.gen_batch;
+    sc.seed = r.seed;
+    const bool tty = Tty();
+    data = GenerateSynthetic(teacher, sc, {tok->BosId(), tok->EosId()},
+                             [tty](int64_t done, int64_t total) {
+                               if (tty) std::fprintf(stderr, "\rgenerate %lld/%lld   ",
+                                                     static_cast<long long>(done),
+                                                     static_cast<long long>(total));
+                               if (tty && done == total) std::fprintf(stderr, "\n");
+                             });
+  } else {
+    const fs::path file = r.data.substr(5);
+    auto texts = LoadStories(file, r.data_skip + r.samples);
+    if (static_cast<int64_t>(texts.size()) <= r.data_skip) {
+      throw ConfigError(fmt::format("--data {}: {} stories, none left after skipping {}", r.data,
+                                    texts.size(), r.data_skip));
+    }
+    texts.erase(texts.begin(), texts.begin() + r.data_skip);
+    data = TokenizeStories(texts, *tok, r.sample_len);
+  }
+  if (cache) cache->data[dkey] = data;
+  int64_t data_tokens = 0;
+  for (const auto& s : data) data_tokens += static_cast<int64_t>(s.size());
+  djson["sequences"] = data.size();
+  djson["tokens"] = data_tokens;
+  djson["mean_length"] = data.empty() ? 0.0 : static_cast<double>(data_tokens) / data.size();
+  fs::create_directories(r.out);
+  if (r.save_data) {
+    SaveSequences(fs::path(r.out) / "train_data.bin", data, ck.arch.vocab_size, r.seed);
+    djson["file"] = "train_data.bin";
+  }
+  timings["data_s"] = Since(t);
+
+  // 5. LoRA + distillation.
+  t = Clock::now();
+  at::manual_seed(r.seed);
+  LoraConfig lcfg;
+  lcfg.rank = r.rank;
+  lcfg.alpha = r.alpha;
+  lcfg.dropout = r.dropout;
+  lcfg.init = init;
+  lcfg.targets = r.LoraTargets();
+  const auto adapted = AttachLora(student, lcfg, "--lora-targets");
+  student->to(device);
+  DistillConfig dc;
+  dc.steps = r.steps;
+  dc.batch = r.batch;
+  dc.seq_len = r.sample_len;
+  dc.grad_accum = r.grad_accum;
+  dc.lr = r.lr;
+  dc.weight_decay = r.weight_decay;
+  dc.warmup_steps = r.warmup;
+  dc.schedule = schedule;
+  dc.clip_norm = r.clip;
+  dc.seed = r.seed;
+  dc.checkpoint_dir = fs::path(r.out) / "train_state";
+  dc.checkpoint_every = r.checkpoint_every;
+  dc.resume = r.resume;
+  const DistillResult dr = Distill(teacher, student, data, dc);
+  timings["train_s"] = Since(t);
+  nlohmann::json tjson;
+  tjson["adapted_layers"] = adapted;
+  tjson["trainable_parameters"] = [&] {
+    int64_t n = 0;
+    for (const auto& [name, p] : LoraParameters(student)) n += p.numel();
+    return n;
+  }();
+  tjson["steps_done"] = dr.steps_done;
+  tjson["start_step"] = dr.start_step;
+  tjson["first_loss"] = dr.first_loss;
+  tjson["final_loss"] = dr.final_loss;
+  tjson["best_loss"] = dr.best_loss;
+  tjson["diverged"] = dr.diverged;
+  if (dr.diverged) {
+    tjson["divergence_reason"] = dr.divergence_reason;
+    tjson["restored_step"] = dr.restored_step;
+  }
+  tjson["tokens"] = dr.tokens;
+  tjson["tokens_per_s"] = dr.tokens_per_s;
+  tjson["seconds"] = dr.seconds;
+  std::vector<double> curve;
+  for (size_t i = 0; i < dr.losses.size(); i += 10) curve.push_back(dr.losses[i]);
+  tjson["loss_every_10_steps"] = curve;
+
+  // 6. Evaluate the recovered model; export adapters.
+  t = Clock::now();
+  Stage("evaluating the recovered model");
+  const Evaluation re = Evaluate(student, teacher, docs, *tok, r, device);
+  timings["eval_recovered_s"] = Since(t);
+  SavePeftAdapters(student, fs::path(r.out) / "adapters", model_path.string());
+
+  nlohmann::json out;
+  out["model"] = model_path.string();
+  out["tokenizer"] = tok_path.string();
+  out["device"] = device.str();
+  out["threads"] = threads;
+  out["recipe"] = RecipeToJson(r);
+  out["seeds"] = {{"seed", r.seed},
+                  {"synthetic_mt19937_64", r.seed},
+                  {"synthetic_torch_generator", r.seed ^ 0x9e3779b97f4a7c15ULL},
+                  {"lora_init_torch_manual_seed", r.seed},
+                  {"batch_order", "mt19937_64(seed * 1000003 + step)"}};
+  out["quantization"] = qjson;
+  out["data"] = djson;
+  out["training"] = tjson;
+  out["eval"] = {{"text", eval_path.string()},
+                 {"documents", baseline["documents"]},
+                 {"tokens", baseline["tokens"]},
+                 {"tasks", r.tasks},
+                 {"task_limit", r.task_limit}};
+  const auto& te = baseline["teacher"];
+  const auto& qe = baseline["quantized"];
+  const nlohmann::json rj = EvalJson(re);
+  nlohmann::json metrics;
+  for (const auto& [name, value] : rj.items()) {
+    if (name == "seconds") continue;
+    metrics[name] = Metric(te.at(name).get<double>(), qe.at(name).get<double>(),
+                           value.get<double>(), name);
+  }
+  out["metrics"] = metrics;
+  out["adapters"] = "adapters/";
+  timings["total_s"] = Since(t_total);
+  out["timings"] = timings;
+  WriteJson(fs::path(r.out) / "recovery.json", out);
+
+  const auto& ppl = metrics["perplexity"];
+  std::fprintf(stderr,
+               "recover: perplexity teacher %.3f, quantized %.3f, recovered %.3f (AR %s) in %.0f s"
+               " -> %s\n",
+               ppl["teacher"].get<double>(), ppl["quantized"].get<double>(),
+               ppl["recovered"].get<double>(),
+               ppl["ar_pct"].is_null() ? "undefined"
+                                       : fmt::format("{:.1f}%", ppl["ar_pct"].get<double>()).c_str(),
+               Since(t_total), (fs::path(r.out) / "recovery.json").string().c_str());
+  return out;
+}
+
+nlohmann::json RunAblation(const fs::path& file, RecoverRecipe base, const std::string& out_dir) {
+  const YAML::Node root = LoadYamlFile(file);
+  StrictMap top(root, file.string());
+  if (top.Has("base")) ApplyRecipeYaml(top.Node("base"), file.string(), "base", base);
+  const YAML::Node runs = top.Node("runs");
+  top.Finish();
+  if (!runs.IsSequence() || runs.size() == 0) {
+    throw MakeConfigError(Where(file.string(), runs), "runs", "not a non-empty list",
+                          "a list of {name: ..., <recipe keys>}");
+  }
+  struct Run {
+    std::string name;
+    RecoverRecipe recipe;
+    nlohmann::json changes;
+  };
+  std::vector<Run> plan;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const std::string path = fmt::format("runs[{}]", i);
+    YAML::Node n = YAML::Clone(runs[i]);
+    if (!n.IsMap() || !n["name"]) {
+      throw MakeConfigError(Where(file.string(), runs[i]), path, "run without a name",
+                            "a mapping with name: and recipe keys");
+    }
+    Run run;
+    if (!n["name"].IsScalar()) {
+      throw MakeConfigError(Where(file.string(), n["name"]), path + ".name", "not a string",
+                            "a run name");
+    }
+    run.name = n["name"].Scalar();
+    n.remove("name");
+    run.recipe = base;
+    ApplyRecipeYaml(n, file.string(), path, run.recipe);
+    for (const auto& kv : n) {
+      if (kv.second.IsScalar()) {
+        run.changes[kv.first.Scalar()] = kv.second.Scalar();
+      } else {  // e.g. a list of targets: its flow-style YAML text
+        YAML::Emitter e;
+        e << YAML::Flow << kv.second;
+        run.changes[kv.first.Scalar()] = std::string(e.c_str());
+      }
+    }
+    run.recipe.out = (fs::path(out_dir) / run.name).string();
+    plan.push_back(std::move(run));
+  }
+  fs::create_directories(out_dir);
+  RecoveryCache cache;
+  nlohmann::json summary = nlohmann::json::array();
+  std::string md =
+      "| run | changes | ppl teacher | ppl quantized | ppl recovered | AR% ppl | KL recovered | "
+      "AR% KL | top-1 recovered | AR% top-1 | train s |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::string csv =
+      "run,changes,ppl_teacher,ppl_quantized,ppl_recovered,ar_ppl,kl_quantized,kl_recovered,ar_kl,"
+      "top1_quantized,top1_recovered,ar_top1,train_s\n";
+  auto ar = [](const nlohmann::json& m) {
+    return m["ar_pct"].is_null() ? std::string("n/a") : fmt::format("{:.1f}", m["ar_pct"].get<double>());
+  };
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const auto& run = plan[i];
+    std::fprintf(stderr, "ablation: run %zu/%zu: %s\n", i + 1, plan.size(), run.name.c_str());
+    const nlohmann::json res = RunRecovery(run.recipe, &cache);
+    const auto& m = res["metrics"];
+    std::string changes;
+    for (const auto& [k, v] : run.changes.items()) {
+      changes += (changes.empty() ? "" : " ") + k + "=" + v.get<std::string>();
+    }
+    if (changes.empty()) changes = "(base)";
+    const double train_s = res["timings"]["train_s"].get<double>();
+    md += fmt::format("| {} | {} | {:.3f} | {:.3f} | {:.3f} | {} | {:.4f} | {} | {:.3f} | {} | {:.0f} |\n",
+                      run.name, changes, m["perplexity"]["teacher"].get<double>(),
+                      m["perplexity"]["quantized"].get<double>(),
+                      m["perplexity"]["recovered"].get<double>(), ar(m["perplexity"]),
+                      m["kl_to_teacher"]["recovered"].get<double>(), ar(m["kl_to_teacher"]),
+                      m["top1_agreement"]["recovered"].get<double>(), ar(m["top1_agreement"]),
+                      train_s);
+    csv += fmt::format("{},\"{}\",{},{},{},{},{},{},{},{},{},{},{}\n", run.name, changes,
+                       m["perplexity"]["teacher"].get<double>(),
+                       m["perplexity"]["quantized"].get<double>(),
+                       m["perplexity"]["recovered"].get<double>(), ar(m["perplexity"]),
+                       m["kl_to_teacher"]["quantized"].get<double>(),
+                       m["kl_to_teacher"]["recovered"].get<double>(), ar(m["kl_to_teacher"]),
+                       m["top1_agreement"]["quantized"].get<double>(),
+                       m["top1_agreement"]["recovered"].get<double>(), ar(m["top1_agreement"]),
+                       train_s);
+    summary.push_back({{"run", run.name}, {"changes", run.changes}, {"metrics", m},
+                       {"timings", res["timings"]}});
+    // Rewrite the tables after every run so partial results survive.
+    std::ofstream(fs::path(out_dir) / "ablation.md") << md;
+    std::ofstream(fs::path(out_dir) / "ablation.csv") << csv;
+    WriteJson(fs::path(out_dir) / "ablation.json", summary);
+  }
+  return summary;
+}
+
+void AddRecoverCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "recover",
+      "Recover-LoRA: fake-quantize layers, generate synthetic data from the teacher, distill LoRA "
+      "adapters with KL, evaluate; writes DIR/recovery.json and DIR/adapters/ (PEFT)");
+  struct Opts {
+    RecoverRecipe r;
+    std::string recipe_file, ablation_file, layers, lora_targets, tasks;
+  };
+  auto o = std::make_shared<Opts>();
+  RecoverRecipe& r = o->r;
+  cmd->add_option("--recipe", o->recipe_file, "YAML recipe (keys as the flags, with underscores); "
+                                              "flags given override it")->check(CLI::ExistingFile);
+  cmd->add_option("--ablation", o->ablation_file,
+                  "YAML with base: and runs: [{name: ..., <recipe keys>}]; writes tables to --out")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--model", r.model, "llama2.c .bin or Hugging Face directory (default: shared stories260K)");
+  cmd->add_option("--tokenizer", r.tokenizer, "tokenizer file (default: found beside the model)");
+  cmd->add_option("--bits", r.bits, "weight bits of the quantized layers (2, 3, 4)")->capture_default_str();
+  cmd->add_option("--group", r.group, "quantization group size")->capture_default_str();
+  cmd->add_option("--scheme", r.scheme, "asym or sym")->capture_default_str();
+  cmd->add_option("--layers", o->layers, "layer patterns to quantize (default mlp.gate_proj,mlp.up_proj)");
+  cmd->add_option("--rank", r.rank, "LoRA rank")->capture_default_str();
+  cmd->add_option("--alpha", r.alpha, "LoRA alpha")->capture_default_str();
+  cmd->add_option("--dropout", r.dropout, "LoRA dropout")->capture_default_str();
+  cmd->add_option("--lora-targets", o->lora_targets, "layer patterns for adapters (default: --layers)");
+  cmd->add_option("--init", r.init, "LoRA init: standard or svd")->capture_default_str();
+  cmd->add_option("--data", r.data, "synthetic or text:FILE")->capture_default_str();
+  cmd->add_option("--data-skip", r.data_skip, "text data: stories to skip first")->capture_default_str();
+  cmd->add_option("--samples", r.samples, "training sequences")->capture_default_str();
+  cmd->add_option("--sample-len", r.sample_len, "tokens per training sequence")->capture_default_str();
+  cmd->add_option("--temperature", r.temperature, "synthetic sampling temperature")->capture_default_str();
+  cmd->add_option("--top-k", r.top_k, "synthetic sampling top-k")->capture_default_str();
+  cmd->add_flag("--walk-vocab", r.walk_vocab, "synthetic first tokens walk the vocabulary");
+  cmd->add_option("--steps", r.steps, "optimizer steps")->capture_default_str();
+  cmd->add_option("--batch", r.batch, "sequences per step")->capture_default_str();
+  cmd->add_option("--grad-accum", r.grad_accum, "micro-batches per step")->capture_default_str();
+  cmd->add_option("--lr", r.lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--warmup", r.warmup, "warm-up steps")->capture_default_str();
+  cmd->add_option("--schedule", r.schedule, "constant, linear or cosine")->capture_default_str();
+  cmd->add_option("--clip", r.clip, "gradient-norm clipping (0 = off)")->capture_default_str();
+  cmd->add_option("--checkpoint-every", r.checkpoint_every, "steps between training checkpoints");
+  cmd->add_flag("--resume", r.resume, "resume training from DIR/train_state");
+  cmd->add_option("--seed", r.seed, "seed of data, init and batch order")->capture_default_str();
+  cmd->add_option("--device", r.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--threads", r.threads, "CPU threads (0 = hardware cores)")->capture_default_str();
+  cmd->add_option("--eval-text", r.eval_text, "text file of stories separated by blank lines "
+                                               "(default: shared TinyStories validation)");
+  cmd->add_option("--eval-limit", r.eval_limit, "first N stories (0 = all)")->capture_default_str();
+  cmd->add_option("--tasks", o->tasks, "lm-eval tasks, comma-separated (e.g. hellaswag,piqa)");
+  cmd->add_option("--task-limit", r.task_limit, "items per task (0 = all)")->capture_default_str();
+  cmd->add_option("--out", r.out, "output directory")->capture_default_str();
+  cmd->callback([cmd, o]() {
+    // Recipe first, then the flags given explicitly on top of it.
+    RecoverRecipe merged;
+    if (!o->recipe_file.empty()) merged = LoadRecipe(o->recipe_file);
+    const RecoverRecipe& f = o->r;
+    auto given = [cmd](const char* flag) { return cmd->get_option(flag)->count() > 0; };
+    if (given("--model")) merged.model = f.model;
+    if (given("--tokenizer")) merged.tokenizer = f.tokenizer;
+    if (given("--bits")) merged.bits = f.bits;
+    if (given("--group")) merged.group = f.group;
+    if (given("--scheme")) merged.scheme = f.scheme;
+    if (given("--layers")) merged.layers = SplitPatterns(o->layers);
+    if (given("--rank")) merged.rank = f.rank;
+    if (given("--alpha")) merged.alpha = f.alpha;
+    if (given("--dropout")) merged.dropout = f.dropout;
+    if (given("--lora-targets")) merged.lora_targets = SplitPatterns(o->lora_targets);
+    if (given("--init")) merged.init = f.init;
+    if (given("--data")) merged.data = f.data;
+    if (given("--data-skip")) merged.data_skip = f.data_skip;
+    if (given("--samples")) merged.samples = f.samples;
+    if (given("--sample-len")) merged.sample_len = f.sample_len;
+    if (given("--temperature")) merged.temperature = f.temperature;
+    if (given("--top-k")) merged.top_k = f.top_k;
+    if (given("--walk-vocab")) merged.walk_vocab = f.walk_vocab;
+    if (given("--steps")) merged.steps = f.steps;
+    if (given("--batch")) merged.batch = f.batch;
+    if (given("--grad-accum")) merged.grad_accum = f.grad_accum;
+    if (given("--lr")) merged.lr = f.lr;
+    if (given("--warmup")) merged.warmup = f.warmup;
+    if (given("--schedule")) merged.schedule = f.schedule;
+    if (given("--clip")) merged.clip = f.clip;
+    if (given("--checkpoint-every")) merged.checkpoint_every = f.checkpoint_every;
+    if (given("--resume")) merged.resume = f.resume;
+    if (given("--seed")) merged.seed = f.seed;
+    if (given("--device")) merged.device = f.device;
+    if (given("--threads")) merged.threads = f.threads;
+    if (given("--eval-text")) merged.eval_text = f.eval_text;
+    if (given("--eval-limit")) merged.eval_limit = f.eval_limit;
+    if (given("--tasks")) merged.tasks = SplitPatterns(o->tasks);
+    if (given("--task-limit")) merged.task_limit = f.task_limit;
+    if (given("--out")) merged.out = f.out;
+    if (!o->ablation_file.empty()) {
+      RunAblation(o->ablation_file, merged, merged.out);
+    } else {
+      RunRecovery(merged);
+    }
+  });
+}
+
+}  // namespace lifeline::recovery

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""The distillation training step of recovery_bench.cpp (BM_DistillStep), in
+PyTorch from Python, for the side-by-side tokens/s comparison.
+
+Same model (stories260K, llama2.c layout), same math (interleaved RoPE, GQA
+folded into batched matmuls with an additive causal mask, RMSNorm, SwiGLU),
+gate/up fake-quantized INT2 g32 with LoRA r=32 alpha=64 adapters, KL(teacher ||
+student) over the full vocabulary, AdamW on the adapters only; same batch,
+sequence length and thread count.
+
+  /usr/bin/python3 tests/bench/recovery/pytorch_step.py [--threads 2] [--batch 8]
+      [--seq-len 256] [--steps 10] [--model PATH]
+Prints tokens/s and peak RSS.
+"""
+import argparse
+import math
+import os
+import resource
+import struct
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load_llama2c(path):
+    with open(path, "rb") as f:
+        dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len = struct.unpack("7i", f.read(28))
+        data = np.frombuffer(f.read(), dtype=np.float32)
+    shared = vocab > 0
+    vocab = abs(vocab)
+    hd = dim // n_heads
+    off = 0
+
+    def take(*shape):
+        nonlocal off
+        n = int(np.prod(shape))
+        t = torch.from_numpy(data[off:off + n].copy()).view(*shape)
+        off += n
+        return t
+
+    w = {"emb": take(vocab, dim), "rms_att": take(n_layers, dim), "wq": take(n_layers, dim, dim),
+         "wk": take(n_layers, n_kv * hd, dim), "wv": take(n_layers, n_kv * hd, dim),
+         "wo": take(n_layers, dim, dim), "rms_ffn": take(n_layers, dim),
+         "w1": take(n_layers, hidden, dim), "w2": take(n_layers, dim, hidden),
+         "w3": take(n_layers, hidden, dim), "rms_final": take(dim)}
+    cfg = dict(dim=dim, hidden=hidden, n_layers=n_layers, n_heads=n_heads, n_kv=n_kv, vocab=vocab,
+               seq_len=seq_len, hd=hd, shared=shared)
+    return cfg, w
+
+
+def fake_quant(w, bits=2, group=32):
+    out, inp = w.shape
+    g = w.reshape(out, inp // group, group)
+    mn, mx = g.amin(-1), g.amax(-1)
+    qmax = 2 ** bits - 1
+    scale = ((mx - mn) / qmax).clamp_min(1e-8).to(torch.bfloat16).float()
+    zero = torch.round(-mn / scale).clamp(0, qmax)
+    q = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, qmax)
+    return ((q - zero[..., None]) * scale[..., None]).reshape(out, inp)
+
+
+class Model(torch.nn.Module):
+    def __init__(self, cfg, w, quantize=False, rank=0, alpha=0.0):
+        super().__init__()
+        self.c = cfg
+        self.w = {k: v.clone() for k, v in w.items()}
+        if quantize:
+            for l in range(cfg["n_layers"]):
+                self.w["w1"][l] = fake_quant(self.w["w1"][l])
+                self.w["w3"][l] = fake_quant(self.w["w3"][l])
+        self.rank = rank
+        self.scaling = alpha / rank if rank else 0.0
+        self.lora = torch.nn.ParameterList()
+        if rank:
+            for l in range(cfg["n_layers"]):
+                for _ in ("w1", "w3"):
+                    a = torch.empty(rank, cfg["dim"]).uniform_(-1 / math.sqrt(cfg["dim"]),
+                                                               1 / math.sqrt(cfg["dim"]))
+                    self.lora.append(torch.nn.Parameter(a))
+                    self.lora.append(torch.nn.Parameter(torch.zeros(cfg["hidden"], rank)))
+        hd = cfg["hd"]
+        inv = 1.0 / (10000.0 ** (torch.arange(0, hd // 2, dtype=torch.float64) * 2 / hd))
+        ang = torch.outer(torch.arange(cfg["seq_len"], dtype=torch.float64), inv)
+        self.cos, self.sin = ang.cos().float(), ang.sin().float()
+
+    def rms(self, x, g):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * g
+
+    def rope(self, x, cos, sin):
+        xp = x.unflatten(-1, (-1, 2))
+        x0, x1 = xp[..., 0], xp[..., 1]
+        return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), -1).flatten(-2)
+
+    def lin(self, x, l, name):
+        y = torch.matmul(x, self.w[name][l].t())
+        if self.rank and name in ("w1", "w3"):
+            i = (l * 2 + (0 if name == "w1" else 1)) * 2
+            y = y + torch.matmul(torch.matmul(x, self.lora[i].t()), self.lora[i + 1].t()) * self.scaling
+        return y
+
+    def forward(self, ids):
+        c = self.c
+        B, T = ids.shape
+        H, KV, hd = c["n_heads"], c["n_kv"], c["hd"]
+        rep = H // KV
+        cos, sin = self.cos[:T], self.sin[:T]
+        qi = torch.arange(T).unsqueeze(1)
+        kj = torch.arange(T).unsqueeze(0)
+        mask = torch.zeros(T, T).masked_fill_(kj > qi, float("-inf")).repeat(rep, 1)
+        x = F.embedding(ids, self.w["emb"])
+        for l in range(c["n_layers"]):
+            xn = self.rms(x, self.w["rms_att"][l])
+            q = self.lin(xn, l, "wq").view(B, T, H, hd)
+            k = self.lin(xn, l, "wk").view(B, T, KV, hd)
+            v = self.lin(xn, l, "wv").view(B, T, KV, hd)
+            q = self.rope(q.transpose(1, 2), cos, sin)
+            k = self.rope(k.transpose(1, 2), cos, sin)
+            v = v.transpose(1, 2)
+            qg = q.reshape(B * KV, rep * T, hd)
+            kt = k.reshape(B * KV, T, hd).transpose(1, 2)
+            att = torch.baddbmm(mask, qg, kt, beta=1.0, alpha=1.0 / math.sqrt(hd))
+            att = torch.softmax(att, -1)
+            y = torch.bmm(att, v.reshape(B * KV, T, hd)).view(B, H, T, hd).transpose(1, 2)
+            x = x + self.lin(y.reshape(B, T, H * hd), l, "wo")
+            xn = self.rms(x, self.w["rms_ffn"][l])
+            x = x + self.lin(F.silu(self.lin(xn, l, "w1")) * self.lin(xn, l, "w3"), l, "w2")
+        x = self.rms(x, self.w["rms_final"])
+        return torch.matmul(x, self.w["emb"].t())
+
+
+def kl(teacher_logits, student_logits):
+    log_pt = torch.log_softmax(teacher_logits, -1)
+    log_ps = torch.log_softmax(student_logits, -1)
+    return (log_pt.exp() * (log_pt - log_ps)).sum(-1).mean()
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    shared = os.environ.get("LIFELINE_SHARED_DIR", os.path.join(here, "..", "..", "..", "..", "shared"))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=os.path.join(shared, "models", "stories260k", "stories260K.bin"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg, w = load_llama2c(args.model)
+    teacher = Model(cfg, w)
+    student = Model(cfg, w, quantize=True, rank=32, alpha=64.0)
+    opt = torch.optim.AdamW(student.lora.parameters(), lr=1e-3, weight_decay=0.0)
+    ids = torch.randint(3, cfg["vocab"], (args.batch, args.seq_len))
+
+    def step():
+        opt.zero_grad()
+        with torch.no_grad():
+            t = teacher(ids)
+        loss = kl(t, student(ids))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(args.warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    dt = time.perf_counter() - t0
+    tokens = args.batch * args.seq_len * args.steps
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"pytorch_step: torch {torch.__version__}, threads {args.threads}, batch {args.batch}x{args.seq_len}: "
+          f"{dt / args.steps * 1000:.1f} ms/step, {tokens / dt:.0f} tokens/s, peak RSS {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
