@@ -21,7 +21,7 @@ if ((${#missing[@]})); then
   if [[ $(id -u) != 0 ]]; then sudo="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 [[ "${1:-}" == "--packages-only" ]] && exit 0
 

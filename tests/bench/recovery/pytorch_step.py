@@ -166,14 +166,16 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         step()
     dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     tokens = args.batch * args.seq_len * args.steps
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"pytorch_step: torch {torch.__version__}, threads {args.threads}, batch {args.batch}x{args.seq_len}: "
-          f"{dt / args.steps * 1000:.1f} ms/step, {tokens / dt:.0f} tokens/s, peak RSS {rss:.0f} MiB")
+          f"{dt / args.steps * 1000:.1f} ms/step (CPU {cpu / args.steps * 1000:.1f} ms/step), "
+          f"{tokens / dt:.0f} tokens/s, peak RSS {rss:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ at::Tensor NaiveForward(const Checkpoint& ck, const std::vector<int64_t>& ids) {
   const auto& a = ck.arch;
   const auto& w = ck.tensors;
   const bool interleaved = ck.rope_interleaved;
-  const int64_t C = a.hidden_size, H = a.num_attention_heads, KV = a.num_key_value_heads,
+  const int64_t H = a.num_attention_heads, KV = a.num_key_value_heads,
                 hd = a.head_dim, L = a.num_hidden_layers, T = static_cast<int64_t>(ids.size());
   auto W = [&](const std::string& n) { return w.at(n).to(at::kDouble); };
   auto rmsnorm = [&](const at::Tensor& x, const at::Tensor& g) {

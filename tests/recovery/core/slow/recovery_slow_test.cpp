@@ -18,7 +18,7 @@ TEST(RecoverySlow, ShortRunRecoversMostOfThePerplexityGap) {
   RecoverRecipe r;  // defaults: INT2 g32 gate/up, LoRA r=32 on gate/up, synthetic data
   r.samples = 128;
   r.sample_len = 128;
-  r.steps = 150;
+  r.steps = 120;
   r.warmup = 10;
   r.eval_limit = 100;
   r.out = (std::filesystem::temp_directory_path() / "lifeline_recovery_slow").string();
