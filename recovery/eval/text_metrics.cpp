@@ -1,7 +1,6 @@
 #include "recovery/eval/text_metrics.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <fstream>
 #include <numeric>
 
@@ -9,10 +8,7 @@
 #include <fmt/format.h>
 
 #include "roofline/common/error.hpp"
-
-#ifndef LIFELINE_SOURCE_DIR
-#define LIFELINE_SOURCE_DIR "."
-#endif
+#include "roofline/common/paths.hpp"
 
 namespace lifeline::recovery {
 namespace {
@@ -26,10 +22,7 @@ std::string Trim(const std::string& s) {
 
 }  // namespace
 
-std::filesystem::path DefaultSharedDir() {
-  if (const char* env = std::getenv("LIFELINE_SHARED_DIR"); env && *env) return env;
-  return std::filesystem::path(LIFELINE_SOURCE_DIR).parent_path() / "shared";
-}
+std::filesystem::path DefaultSharedDir() { return lifeline::SharedDir(); }
 
 std::vector<std::string> LoadStories(const std::filesystem::path& path, int64_t limit) {
   std::ifstream in(path);

@@ -49,7 +49,7 @@ std::vector<std::vector<int64_t>> TokenizeStories(const std::vector<std::string>
 TextMetrics EvaluateText(const std::vector<std::vector<int64_t>>& docs, const LogitsFn& model,
                          const LogitsFn* teacher, int64_t batch);
 
-// The default data directory: env LIFELINE_SHARED_DIR, else <repo>/../shared.
+// The shared data directory: lifeline::SharedDir() ($LIFELINE_SHARED_DIR, else <repo>/../shared).
 std::filesystem::path DefaultSharedDir();
 
 }  // namespace lifeline::recovery

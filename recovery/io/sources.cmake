@@ -25,8 +25,6 @@ add_library(lifeline_recovery_io STATIC
   eval/accuracy_recovery.cpp
 )
 target_include_directories(lifeline_recovery_io PUBLIC ${PROJECT_SOURCE_DIR})
-target_compile_definitions(lifeline_recovery_io PRIVATE
-  LIFELINE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 target_link_libraries(lifeline_recovery_io
   PUBLIC lifeline_spec lifeline_recovery_tokenizer ${TORCH_LIBRARIES}
          nlohmann_json::nlohmann_json fmt::fmt

@@ -112,6 +112,24 @@ class Builder {
     return s;
   }
 
+  // The plan's format for a linear with input dimension k; counts the rule's
+  // use and checks its group size divides k.
+  WeightFormat FormatFor(const std::string& name, int64_t k) {
+    int rule = -1;
+    const WeightFormat f = plan_.FormatFor(name, &rule);
+    if (rule < 0) return f;
+    ++hits_[static_cast<size_t>(rule)];
+    if (f.Quantized() && k % f.group_size != 0) {
+      const QuantRule& r = plan_.rules[static_cast<size_t>(rule)];
+      throw MakeConfigError(r.where, "group_size",
+                            "group size " + std::to_string(f.group_size) + " does not divide the input dimension " +
+                                std::to_string(k) + " of " + name + " (pattern '" + r.pattern + "')",
+                            "a divisor of " + std::to_string(k),
+                            "use a power of two that divides every matched layer's input, e.g. 32, 64 or 128");
+    }
+    return f;
+  }
+
   Tensor Embedding(const Tensor& ids) {
     OpNode n;
     n.name = "model.embed_tokens";
@@ -143,19 +161,7 @@ class Builder {
 
   Tensor Linear(const std::string& name, int layer, const Tensor& x, int64_t m, int64_t k, int64_t nout,
                 bool bias, int group = -1) {
-    int rule = -1;
-    const WeightFormat f = plan_.FormatFor(name, &rule);
-    if (rule >= 0) {
-      ++hits_[static_cast<size_t>(rule)];
-      if (f.Quantized() && k % f.group_size != 0) {
-        const QuantRule& r = plan_.rules[static_cast<size_t>(rule)];
-        throw MakeConfigError(r.where, "group_size",
-                              "group size " + std::to_string(f.group_size) + " does not divide the input dimension " +
-                                  std::to_string(k) + " of " + name + " (pattern '" + r.pattern + "')",
-                              "a divisor of " + std::to_string(k),
-                              "use a power of two that divides every matched layer's input, e.g. 32, 64 or 128");
-      }
-    }
+    const WeightFormat f = FormatFor(name, k);
     OpNode n;
     n.name = name;
     n.kind = OpKind::kLinear;
@@ -286,18 +292,7 @@ class Builder {
     const double used = static_cast<double>(E) *
                         (1.0 - std::pow(1.0 - static_cast<double>(K) / static_cast<double>(E), tokens));
     auto expert = [&](const std::string& name, const Tensor& in, int64_t k, int64_t nout, bool unpack) {
-      int rule = -1;
-      const WeightFormat f = plan_.FormatFor(name, &rule);
-      if (rule >= 0) {
-        ++hits_[static_cast<size_t>(rule)];
-        if (f.Quantized() && k % f.group_size != 0) {
-          const QuantRule& r = plan_.rules[static_cast<size_t>(rule)];
-          throw MakeConfigError(r.where, "group_size",
-                                "group size " + std::to_string(f.group_size) + " does not divide the input dimension " +
-                                    std::to_string(k) + " of " + name,
-                                "a divisor of " + std::to_string(k), "e.g. 32 or 64");
-        }
-      }
+      const WeightFormat f = FormatFor(name, k);
       OpNode n;
       n.name = name;
       n.kind = OpKind::kLinear;
