@@ -10,6 +10,7 @@
 
 #include "reports/table.hpp"
 #include "roofline/common/error.hpp"
+#include "roofline/common/subprocess.hpp"
 
 namespace lifeline::sweep {
 
@@ -32,32 +33,9 @@ std::string SelfExe() {
 }  // namespace
 
 int RunCapture(const std::vector<std::string>& argv, std::string* output) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  const pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    dup2(fds[1], STDERR_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
-  }
-  close(fds[1]);
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof(buf))) > 0) {
-    if (output) output->append(buf, static_cast<size_t>(n));
-  }
-  close(fds[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  ProcessResult r = RunProcess(argv, /*merge_stderr=*/true);
+  if (output) output->append(r.out);
+  return r.status;
 }
 
 std::string SbatchScript(const std::string& job_name, const fs::path& store, const fs::path& cell_list,

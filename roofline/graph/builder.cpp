@@ -121,6 +121,14 @@ class Builder {
     ++hits_[static_cast<size_t>(rule)];
     if (f.Quantized() && k % f.group_size != 0) {
       const QuantRule& r = plan_.rules[static_cast<size_t>(rule)];
+      if (f.ggml) {
+        throw MakeConfigError(r.where, "format",
+                              std::string("a ") + GgmlLayout(*f.ggml).name + " block holds " +
+                                  std::to_string(f.group_size) + " weights of a row, which does not divide the input "
+                                  "dimension " + std::to_string(k) + " of " + name + " (pattern '" + r.pattern + "')",
+                              "a format whose block divides " + std::to_string(k),
+                              "k-quants (q2_k, q3_k, q4_k) need rows of a multiple of 256; q4_0/q8_0 of 32; f16/f32 any");
+      }
       throw MakeConfigError(r.where, "group_size",
                             "group size " + std::to_string(f.group_size) + " does not divide the input dimension " +
                                 std::to_string(k) + " of " + name + " (pattern '" + r.pattern + "')",
@@ -171,7 +179,7 @@ class Builder {
     n.n = nout;
     const double w = static_cast<double>(k) * static_cast<double>(nout);
     n.flops = 2.0 * static_cast<double>(m) * w + (f.Quantized() ? 2.0 * w : 0.0);
-    n.weight_bytes = f.Quantized() ? f.ValueBytes(w) : w * kActBytes;
+    n.weight_bytes = f.Quantized() || f.ggml ? f.ValueBytes(w) : w * kActBytes;
     if (bias) n.weight_bytes += static_cast<double>(nout) * kActBytes;
     n.weight_meta_bytes = f.MetadataBytes(w);
     n.format = f.Label();
@@ -302,7 +310,7 @@ class Builder {
       n.n = nout;
       const double w = static_cast<double>(k * nout);
       n.flops = 2.0 * static_cast<double>(T_ * K) * w + (f.Quantized() ? 2.0 * used * w : 0.0);
-      n.weight_bytes = used * ((f.Quantized() ? f.ValueBytes(w) : w * kActBytes) +
+      n.weight_bytes = used * ((f.Quantized() || f.ggml ? f.ValueBytes(w) : w * kActBytes) +
                                (a_.mlp_bias ? static_cast<double>(nout) * kActBytes : 0.0));
       n.weight_meta_bytes = used * f.MetadataBytes(w);
       // Unpacking the selected experts' low-bit weights: one op per weight bit.

@@ -6,6 +6,7 @@
 namespace lifeline {
 
 double WeightFormat::MetadataBytes(double elements) const {
+  if (ggml) return elements * (GgmlBitsPerWeight(*ggml) - bits) / 8.0;
   if (!Quantized()) return 0;
   const double groups = elements / static_cast<double>(group_size);
   switch (metadata) {
@@ -17,6 +18,11 @@ double WeightFormat::MetadataBytes(double elements) const {
 }
 
 std::string WeightFormat::Label() const {
+  if (ggml) {
+    std::string n = GgmlLayout(*ggml).name;
+    for (auto& c : n) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return n;
+  }
   if (!Quantized()) return "BF16";
   return "INT" + std::to_string(bits) + " g" + std::to_string(group_size);
 }
@@ -25,6 +31,7 @@ double KvBytesPerElement(KvDtype t) {
   // INT8/INT4 KV caches store one BF16 scale per 64 elements (per head slice).
   switch (t) {
     case KvDtype::kBf16: return 2.0;
+    case KvDtype::kF16: return 2.0;
     case KvDtype::kInt8: return 1.0 + 2.0 / 64.0;
     case KvDtype::kInt4: return 0.5 + 2.0 / 64.0;
   }
@@ -34,6 +41,7 @@ double KvBytesPerElement(KvDtype t) {
 std::string KvDtypeName(KvDtype t) {
   switch (t) {
     case KvDtype::kBf16: return "bf16";
+    case KvDtype::kF16: return "f16";
     case KvDtype::kInt8: return "int8";
     case KvDtype::kInt4: return "int4";
   }
@@ -71,8 +79,18 @@ WeightFormat QuantPlan::FormatFor(const std::string& op_name, int* rule_index) c
   return WeightFormat{};
 }
 
+WeightFormat GgmlWeightFormat(GgmlType t) {
+  const GgmlBlockLayout& l = GgmlLayout(t);
+  WeightFormat f;
+  f.bits = l.value_bits;
+  f.group_size = l.block_elements > 1 ? l.block_elements : 0;
+  f.ggml = t;
+  return f;
+}
+
 std::vector<std::string> PresetPlanNames() {
-  return {"bf16", "w4", "w2", "w4w2-gateup", "bf16w2-gateup", "w4w3-gateup"};
+  return {"bf16",     "w4",       "w2",        "w4w2-gateup", "bf16w2-gateup", "w4w3-gateup",
+          "gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-w4",     "gguf-w2",       "gguf-w4w2-gateup"};
 }
 
 QuantPlan PresetPlan(const std::string& name, const ModelArch& arch) {
@@ -99,7 +117,17 @@ QuantPlan PresetPlan(const std::string& name, const ModelArch& arch) {
     gateup(int2, bf16);
   } else if (name == "w4w3-gateup") {
     gateup(int3, int4);
-  } else {
+  } else if (name.starts_with("gguf-")) {
+    p.kv_dtype = KvDtype::kF16;  // llama.cpp's default KV cache type
+    const WeightFormat q4 = GgmlWeightFormat(GgmlType::kQ4_0), q2 = GgmlWeightFormat(GgmlType::kQ2_K);
+    if (name == "gguf-f32") p.rules = {{"*", GgmlWeightFormat(GgmlType::kF32), p.source}};
+    else if (name == "gguf-f16") p.rules = {{"*", GgmlWeightFormat(GgmlType::kF16), p.source}};
+    else if (name == "gguf-q8_0") p.rules = {{"*", GgmlWeightFormat(GgmlType::kQ8_0), p.source}};
+    else if (name == "gguf-w4") p.rules = {{"*", q4, p.source}};
+    else if (name == "gguf-w2") p.rules = {{"*", q2, p.source}};
+    else if (name == "gguf-w4w2-gateup") gateup(q2, q4);
+  }
+  if (p.rules.empty()) {
     const auto names = PresetPlanNames();
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
@@ -124,15 +152,16 @@ QuantPlan ParseQuantPlan(const YAML::Node& root, const std::string& file, const 
   m.Allow("description");
   if (auto kv = m.OptionalString("kv_cache_dtype")) {
     if (*kv == "bf16") p.kv_dtype = KvDtype::kBf16;
+    else if (*kv == "f16") p.kv_dtype = KvDtype::kF16;
     else if (*kv == "int8") p.kv_dtype = KvDtype::kInt8;
     else if (*kv == "int4") p.kv_dtype = KvDtype::kInt4;
     else throw MakeConfigError(m.WhereKey("kv_cache_dtype"), "kv_cache_dtype", "unknown dtype '" + *kv + "'",
-                               "bf16, int8 or int4", "");
+                               "bf16, f16, int8 or int4", "");
   }
   YAML::Node rules = m.Node("rules");
   if (!rules.IsSequence() || rules.size() == 0) {
     throw MakeConfigError(Where(file, rules), "rules", "is not a non-empty list",
-                          "a list of {pattern, bits, group_size[, metadata]}",
+                          "a list of {pattern, bits, group_size[, metadata]} or {pattern, format}",
                           "first matching rule wins; end with pattern '*' to cover every linear");
   }
   for (size_t i = 0; i < rules.size(); ++i) {
@@ -140,6 +169,32 @@ QuantPlan ParseQuantPlan(const YAML::Node& root, const std::string& file, const 
     QuantRule rule;
     rule.pattern = r.String("pattern");
     rule.where = Where(file, rules[i]);
+    if (auto fmt = r.OptionalString("format")) {
+      // A ggml storage layout: its block fixes bits, group and metadata.
+      const auto t = ParseGgmlType(*fmt);
+      if (!t) {
+        std::vector<std::string> names;
+        std::string list;
+        for (const auto& l : GgmlLayouts()) {
+          names.emplace_back(l.name);
+          list += (list.empty() ? "" : ", ") + std::string(l.name);
+        }
+        const std::string guess = DidYouMean(*fmt, names);
+        throw MakeConfigError(r.WhereKey("format"), r.KeyPath("format"), "unknown ggml format '" + *fmt + "'", list,
+                              guess.empty() ? "" : "did you mean '" + guess + "'?");
+      }
+      for (const char* k : {"bits", "group_size", "metadata"}) {
+        if (r.Has(k)) {
+          throw MakeConfigError(r.WhereKey(k), r.KeyPath(k), "given together with `format`",
+                                "either `format` (a ggml layout) or bits/group_size/metadata",
+                                "a ggml layout fixes its own bits, block size and scales; drop this key");
+        }
+      }
+      rule.format = GgmlWeightFormat(*t);
+      r.Finish();
+      p.rules.push_back(rule);
+      continue;
+    }
     rule.format.bits = static_cast<int>(r.Integer("bits"));
     if (rule.format.bits != 16 && rule.format.bits != 8 && rule.format.bits != 4 && rule.format.bits != 3 &&
         rule.format.bits != 2) {
