@@ -3,6 +3,7 @@
 # then configures and builds it in ./build. Idempotent: fast when all is there.
 #   scripts/setup.sh                  # packages + build
 #   scripts/setup.sh --packages-only  # packages only
+#   scripts/setup.sh --with-llama-cpp # also llama.cpp (npm + native build in .llama-cpp/) for measure/validate
 #   LIFELINE_TORCH=OFF scripts/setup.sh   # skip the LibTorch recovery harness
 #   LIFELINE_PYTHON_REFERENCE=1 scripts/setup.sh  # also python3-torch for the benchmark comparison
 set -euo pipefail
@@ -23,7 +24,17 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-[[ "${1:-}" == "--packages-only" ]] && exit 0
+packages_only=0
+with_llama=0
+for arg in "$@"; do
+  case "$arg" in
+    --packages-only) packages_only=1 ;;
+    --with-llama-cpp) with_llama=1 ;;
+    *) echo "setup: unknown option '$arg' (known: --packages-only, --with-llama-cpp)" >&2; exit 2 ;;
+  esac
+done
+((packages_only)) && exit 0
+((with_llama)) && scripts/setup-llama-cpp.sh
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLIFELINE_TORCH="${LIFELINE_TORCH:-AUTO}" >/dev/null
 cmake --build build -j "$(nproc)"

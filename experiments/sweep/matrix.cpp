@@ -22,11 +22,19 @@ namespace lifeline::sweep {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string CellKindName(CellKind k) { return k == CellKind::kThroughput ? "throughput" : "recovery"; }
+std::string CellKindName(CellKind k) {
+  switch (k) {
+    case CellKind::kThroughput: return "throughput";
+    case CellKind::kRecovery: return "recovery";
+    case CellKind::kMeasured: return "measured";
+  }
+  return "throughput";
+}
 
 CellKind ParseCellKind(const std::string& s) {
   if (s == "throughput") return CellKind::kThroughput;
   if (s == "recovery") return CellKind::kRecovery;
+  if (s == "measured") return CellKind::kMeasured;
   throw InternalError("unknown cell kind '" + s + "' in the store");
 }
 

@@ -33,7 +33,8 @@
 
 namespace lifeline::sweep {
 
-enum class CellKind { kThroughput, kRecovery };
+// kMeasured: a decode timed on llama.cpp (`lifeline measure` / `validate`).
+enum class CellKind { kThroughput, kRecovery, kMeasured };
 std::string CellKindName(CellKind k);
 CellKind ParseCellKind(const std::string& s);
 

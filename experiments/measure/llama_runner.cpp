@@ -1,0 +1,55 @@
+#include "experiments/measure/llama_runner.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "roofline/common/error.hpp"
+#include "roofline/common/subprocess.hpp"
+
+namespace lifeline::measure {
+
+namespace fs = std::filesystem;
+
+std::optional<fs::path> FindLlamaDriver() {
+  if (const char* env = std::getenv("LIFELINE_LLAMA_DRIVER"); env && *env) {
+    if (fs::is_regular_file(env)) return fs::path(env);
+    return std::nullopt;
+  }
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return std::nullopt;
+  for (const fs::path& cand : {self.parent_path() / "lifeline-llama", self.parent_path().parent_path() / "lifeline-llama",
+                               self.parent_path().parent_path().parent_path() / "lifeline-llama"}) {
+    if (fs::is_regular_file(cand) && access(cand.c_str(), X_OK) == 0) return cand;
+  }
+  return std::nullopt;
+}
+
+nlohmann::json RunLlamaDriver(const std::vector<std::string>& args) {
+  const auto driver = FindLlamaDriver();
+  if (!driver) {
+    throw Error(
+        "llama.cpp is not installed in this build (no lifeline-llama beside the lifeline executable, and "
+        "LIFELINE_LLAMA_DRIVER is unset or names no file): run `scripts/setup.sh --with-llama-cpp`, which installs "
+        "node-llama-cpp from npm and builds its llama.cpp natively");
+  }
+  std::vector<std::string> argv{driver->string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const ProcessResult r = RunProcess(argv);
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+  if (r.status != 0) {
+    std::string err = r.err;
+    while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+    throw Error("llama.cpp measurement failed (exit " + std::to_string(r.status) + "): " +
+                (err.empty() ? std::string("no message") : err) + "\n  command: " + cmd);
+  }
+  try {
+    return nlohmann::json::parse(r.out);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("lifeline-llama printed no valid JSON (" + std::string(e.what()) + ")\n  command: " + cmd);
+  }
+}
+
+}  // namespace lifeline::measure
