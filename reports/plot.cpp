@@ -127,12 +127,14 @@ Figure WriteLineChart(const LineChart& c, const std::filesystem::path& dir, cons
     s += fmt::format("set xrange [{}:{}]\n", Num(xmin / 1.15), Num(xmax * 1.15));
   }
   if (c.yzero_line) s += "set xzeroaxis lt 1 lc rgb \"#888888\" lw 1\n";
+  if (c.logxy_decimal) s += "set logscale xy 10\nset grid xtics ytics mxtics mytics lc rgb \"#dddddd\"\n";
   s += "plot \\\n";
   for (size_t i = 0; i < c.series.size(); ++i) {
     const Series& se = c.series[i];
     const std::string style = se.style.empty() ? fmt::format("lc rgb \"{}\"", kColors[i % kNumColors]) : se.style;
-    s += fmt::format("  \"{}.dat\" index {} using 1:2 with linespoints lw 2 pt 7 ps 0.8 {} title {}{}\n", stem, i,
-                     style, Q(se.label), i + 1 < c.series.size() ? ", \\" : "");
+    s += fmt::format("  \"{}.dat\" index {} using 1:2 with {} {} title {}{}\n", stem, i,
+                     se.points_only ? "points pt 7 ps 1.1" : "linespoints lw 2 pt 7 ps 0.8", style, Q(se.label),
+                     i + 1 < c.series.size() ? ", \\" : "");
   }
   s += Footer(stem, w, h);
   return Write(dir, stem, data, s);

@@ -13,11 +13,13 @@ struct Series {
   std::string label;          // legend entry
   std::vector<double> x, y;
   std::string style;          // extra gnuplot style ("dt 2 lc rgb '#1b9e77'"), may be empty
+  bool points_only = false;   // a scatter: markers without connecting lines
 };
 
 struct LineChart {
   std::string title, xlabel, ylabel;  // labels carry units: "context (tokens)"
   bool logx = false;                  // log2 x axis with the data's x values as tics
+  bool logxy_decimal = false;         // log10 x and y axes (measured-vs-forecast scatters)
   std::vector<Series> series;
   bool key_outside = true;            // legend right of the plot (keeps lines readable)
   bool yzero_line = false;            // draw y = 0 when true

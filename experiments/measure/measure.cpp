@@ -1,0 +1,346 @@
+#include "experiments/measure/measure.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "experiments/measure/gguf_model.hpp"
+#include "experiments/measure/llama_runner.hpp"
+#include "experiments/sweep/sha256.hpp"
+#include "experiments/sweep/store.hpp"
+#include "roofline/common/error.hpp"
+#include "roofline/eval/evaluator.hpp"
+#include "roofline/graph/op_graph.hpp"
+
+namespace lifeline::measure {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Bumped when the writer's output for the same inputs changes.
+constexpr int kGgufWriterVersion = 1;
+
+json ArchJson(const ModelArch& a) {
+  json layers = json::array();
+  for (auto k : a.layer_types) layers.push_back(k == AttentionKind::kFull ? "full" : "sliding");
+  return json{{"model_type", a.model_type},
+              {"hidden_size", a.hidden_size},
+              {"intermediate_size", a.intermediate_size},
+              {"num_hidden_layers", a.num_hidden_layers},
+              {"num_attention_heads", a.num_attention_heads},
+              {"num_key_value_heads", a.num_key_value_heads},
+              {"head_dim", a.head_dim},
+              {"vocab_size", a.vocab_size},
+              {"max_position_embeddings", a.max_position_embeddings},
+              {"tie_word_embeddings", a.tie_word_embeddings},
+              {"attention_bias", a.attention_bias},
+              {"qk_norm", a.qk_norm},
+              {"rms_norm_eps", a.rms_norm_eps},
+              {"rope_theta", a.rope_theta},
+              {"num_local_experts", a.num_local_experts},
+              {"sliding_window", a.sliding_window},
+              {"layer_types", layers}};
+}
+
+json PlanJson(const QuantPlan& p) {
+  json rules = json::array();
+  for (const auto& r : p.rules) rules.push_back({{"pattern", r.pattern}, {"format", r.format.Label()}});
+  return json{{"rules", rules}, {"kv_cache_dtype", KvDtypeName(p.kv_dtype)}};
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+std::string MachineDescription() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) model = line.substr(colon + 2);
+      break;
+    }
+  }
+  return fmt::format("{} ({} CPUs)", model, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+fs::path EnsureGguf(const ModelArch& arch, const QuantPlan& plan, uint64_t seed, const fs::path& cache_dir,
+                    bool progress) {
+  const json key = {{"arch", ArchJson(arch)}, {"plan", PlanJson(plan)}, {"seed", seed},
+                    {"writer", kGgufWriterVersion}};
+  const std::string digest = sweep::Sha256Hex(key.dump()).substr(0, 12);
+  const fs::path path = cache_dir / fmt::format("{}__{}__seed{}__{}.gguf", arch.name, plan.name, seed, digest);
+  if (fs::is_regular_file(path)) return path;
+  std::error_code ec;
+  fs::create_directories(cache_dir, ec);
+  if (ec) throw Error("cannot create the GGUF cache directory " + cache_dir.string() + ": " + ec.message());
+  if (progress) std::fprintf(stderr, "measure: writing %s\n", path.string().c_str());
+  GgufWeightSource src;
+  src.seed = seed;
+  const double t0 = sweep::NowSeconds();
+  const GgufWriteResult w = WriteModelGguf(arch, plan, src, path);
+  if (progress) {
+    std::fprintf(stderr, "measure: wrote %.2f GB (%.3f bits per weight) in %.0f s\n", w.layout.file_bytes / 1e9,
+                 w.tensors.BitsPerWeight(), sweep::NowSeconds() - t0);
+  }
+  return path;
+}
+
+double ForecastTps(const ModelArch& arch, const QuantPlan& plan, const DeviceSpec& device, int64_t context_tokens,
+                   int gen) {
+  BuildOptions b;
+  b.fidelity = Fidelity::kExact;
+  b.fusion = FusionMode::kPaper;
+  b.phase = Phase::kDecode;
+  b.batch = 1;
+  const CompiledGraph g(BuildModelGraph(arch, plan, b));
+  double seconds = 0;
+  // The i-th timed token attends to the filled context plus the i tokens before it and itself.
+  for (int i = 0; i < gen; ++i) seconds += g.StepSeconds(device, context_tokens + i + 1);
+  return gen / seconds;
+}
+
+std::vector<MeasuredPoint> MeasureModel(const std::string& model_name, const ModelArch& arch,
+                                        const std::string& plan_name, const QuantPlan& plan,
+                                        const std::vector<int64_t>& contexts, const MeasureOptions& o) {
+  for (int64_t c : contexts) {
+    if (c < 0 || (arch.max_position_embeddings > 0 && c + o.gen + o.warmup > arch.max_position_embeddings)) {
+      throw MakeConfigError("--context", std::to_string(c), "outside the model's context",
+                            fmt::format("0 .. {} (max_position_embeddings {} minus the {} decoded tokens)",
+                                        arch.max_position_embeddings - o.gen - o.warmup,
+                                        arch.max_position_embeddings, o.gen + o.warmup),
+                            "");
+    }
+  }
+  const fs::path gguf = EnsureGguf(arch, plan, o.seed, o.gguf_cache, o.progress);
+  std::map<int64_t, MeasuredPoint> done;
+  std::vector<int64_t> pending = contexts;
+  for (int attempt = 1; !pending.empty(); ++attempt) {
+    std::string depths;
+    for (int64_t c : pending) depths += (depths.empty() ? "" : ",") + std::to_string(c);
+    if (o.progress) {
+      std::fprintf(stderr, "measure: %s %s contexts %s (attempt %d)\n", model_name.c_str(), plan_name.c_str(),
+                   depths.c_str(), attempt);
+    }
+    std::vector<std::string> args = {"bench",   gguf.string(),          "--depths",  depths,
+                                     "--gen",   std::to_string(o.gen),  "--reps",    std::to_string(o.reps),
+                                     "--warmup", std::to_string(o.warmup), "--threads", std::to_string(o.threads),
+                                     "--fill",  o.fill,                 "--seed",    std::to_string(o.seed),
+                                     "--gpu-layers", std::to_string(o.gpu_layers)};
+    // Prefill is timed once, with the first attempt.
+    if (o.prompt_tokens > 0 && attempt == 1) {
+      args.push_back("--prompt");
+      args.push_back(std::to_string(o.prompt_tokens));
+    }
+    const json r = RunLlamaDriver(args);
+    std::optional<double> prefill;
+    if (r.contains("prefill") && !r["prefill"].is_null()) {
+      std::vector<double> v;
+      for (const auto& rep : r["prefill"]["reps"]) v.push_back(rep["tokens_per_s"].get<double>());
+      prefill = Median(v);
+    }
+    std::vector<int64_t> again;
+    for (const auto& d : r["decode"]) {
+      MeasuredPoint p;
+      p.model = model_name;
+      p.plan = plan_name;
+      p.context_tokens = d["depth"].get<int64_t>();
+      for (const auto& rep : d["reps"]) {
+        p.rep_tps.push_back(rep["tokens_per_s"].get<double>());
+        p.other_cpu_share = std::max(p.other_cpu_share, rep["other_cpu_share"].get<double>());
+        p.steal_share = std::max(p.steal_share, rep["steal_share"].get<double>());
+      }
+      p.tps_median = Median(p.rep_tps);
+      p.tps_min = *std::min_element(p.rep_tps.begin(), p.rep_tps.end());
+      p.tps_max = *std::max_element(p.rep_tps.begin(), p.rep_tps.end());
+      p.attempts = attempt;
+      p.prefill_tps = prefill ? prefill : (done.count(p.context_tokens) ? done[p.context_tokens].prefill_tps : prefill);
+      p.raw = d;
+      p.raw["model_desc"] = r["model_desc"];
+      p.raw["model_size_bytes"] = r["model_size_bytes"];
+      p.raw["model_n_params"] = r["model_n_params"];
+      p.raw["system_info"] = r["system_info"];
+      p.raw["gguf"] = gguf.filename().string();
+      const bool busy = p.other_cpu_share > o.max_other_cpu_share;
+      if (busy && attempt < o.max_attempts) {
+        if (o.progress) {
+          std::fprintf(stderr, "measure: context %lld: other processes took %.0f%% of the CPUs; measuring again\n",
+                       static_cast<long long>(p.context_tokens), 100 * p.other_cpu_share);
+        }
+        again.push_back(p.context_tokens);
+        done[p.context_tokens] = p;  // keeps the prefill figure for the retry
+        continue;
+      }
+      p.noisy = busy;
+      done[p.context_tokens] = p;
+    }
+    pending = again;
+    if (!pending.empty()) sleep(5);  // let the other work pass
+  }
+  std::vector<MeasuredPoint> out;
+  for (int64_t c : contexts) out.push_back(done.at(c));
+  return out;
+}
+
+namespace {
+
+sweep::SweepCell MeasuredCell(const std::string& model, const ModelArch& arch, const std::string& plan_name,
+                              const QuantPlan& plan, int64_t context, const MeasureOptions& m) {
+  json rules = json::array();
+  for (const auto& r : plan.rules) rules.push_back({{"pattern", r.pattern}, {"format", r.format.Label()}});
+  sweep::SweepCell c;
+  c.kind = sweep::CellKind::kMeasured;
+  c.inputs = {{"kind", "measured"},
+              {"model", model},
+              {"arch", {{"hidden_size", arch.hidden_size},
+                        {"intermediate_size", arch.intermediate_size},
+                        {"num_hidden_layers", arch.num_hidden_layers},
+                        {"num_attention_heads", arch.num_attention_heads},
+                        {"num_key_value_heads", arch.num_key_value_heads},
+                        {"head_dim", arch.head_dim},
+                        {"vocab_size", arch.vocab_size},
+                        {"model_type", arch.model_type}}},
+              {"plan", plan_name},
+              {"plan_rules", rules},
+              {"kv_cache_dtype", KvDtypeName(plan.kv_dtype)},
+              {"context_tokens", context},
+              {"threads", m.threads},
+              {"gen", m.gen},
+              {"reps", m.reps},
+              {"warmup", m.warmup},
+              {"fill", m.fill},
+              {"seed", m.seed},
+              {"gpu_layers", m.gpu_layers},
+              {"machine", MachineDescription()}};
+  c.labels = {{"model", model}, {"plan", plan_name}};
+  c.canonical = c.inputs.dump();
+  c.id = sweep::Sha256Hex(c.canonical).substr(0, 16);
+  return c;
+}
+
+}  // namespace
+
+GridResult MeasureGrid(const std::vector<std::string>& models, const std::vector<std::string>& plans,
+                       const std::vector<int64_t>& contexts, const MeasureOptions& o, const fs::path& store_path) {
+  std::map<std::string, ModelArch> arch;
+  std::map<std::string, QuantPlan> plan;
+  std::vector<sweep::SweepCell> cells;
+  for (const auto& m : models) {
+    arch[m] = ResolveModelArch(m);
+    for (const auto& p : plans) {
+      plan[m + "|" + p] = ResolveQuantPlan(p, arch[m]);
+      // Fail before measuring anything when a model cannot be written in a plan's formats.
+      ListModelTensors(arch[m], plan[m + "|" + p]);
+      for (int64_t c : contexts) cells.push_back(MeasuredCell(m, arch[m], p, plan[m + "|" + p], c, o));
+    }
+  }
+  if (!store_path.parent_path().empty()) fs::create_directories(store_path.parent_path());
+  sweep::Store store(store_path);
+  store.AddCells(cells);
+  store.ResetStale();
+  const auto statuses = store.Statuses();
+  const sweep::Owner self = sweep::Owner::Self();
+  GridResult out;
+  size_t k = 0;
+  for (const auto& m : models) {
+    for (const auto& p : plans) {
+      std::vector<std::string> ids;
+      std::vector<int64_t> todo;
+      for (int64_t c : contexts) {
+        const auto& cell = cells[k++];
+        if (statuses.at(cell.id) == sweep::CellStatus::kDone) {
+          ++out.reused;
+          continue;
+        }
+        ids.push_back(cell.id);
+        todo.push_back(c);
+      }
+      if (ids.empty()) continue;
+      const auto claimed = store.Claim(ids, self, {sweep::CellStatus::kPending, sweep::CellStatus::kFailed});
+      if (claimed.size() != ids.size()) {
+        throw Error("another process is measuring " + m + " " + p + " into " + store_path.string() +
+                    "; wait for it or use another --store");
+      }
+      std::vector<std::pair<std::string, sweep::CellResult>> results;
+      try {
+        const double t0 = sweep::NowSeconds();
+        const auto pts = MeasureModel(m, arch[m], p, plan[m + "|" + p], todo, o);
+        const double dt = sweep::NowSeconds() - t0;
+        for (size_t i = 0; i < pts.size(); ++i) {
+          sweep::CellResult r;
+          r.outputs = PointToJson(pts[i]);
+          r.seed = static_cast<int64_t>(o.seed);
+          r.elapsed_s = dt / static_cast<double>(pts.size());
+          results.push_back({ids[i], r});
+        }
+        out.measured_now += static_cast<int>(pts.size());
+      } catch (const Error& e) {
+        for (const auto& id : ids) {
+          sweep::CellResult r;
+          r.status = sweep::CellStatus::kFailed;
+          r.error = e.what();
+          results.push_back({id, r});
+        }
+        store.Finish(results, self);
+        throw;
+      }
+      store.Finish(results, self);
+    }
+  }
+  for (const auto& cell : cells) {
+    const auto row = store.Get(cell.id);
+    if (!row || row->status != sweep::CellStatus::kDone) throw InternalError("measure: cell " + cell.id + " not done");
+    out.points.push_back(PointFromJson(row->outputs));
+  }
+  return out;
+}
+
+json PointToJson(const MeasuredPoint& p) {
+  json j = {{"model", p.model},
+            {"plan", p.plan},
+            {"context_tokens", p.context_tokens},
+            {"rep_tps", p.rep_tps},
+            {"tps_median", p.tps_median},
+            {"tps_min", p.tps_min},
+            {"tps_max", p.tps_max},
+            {"other_cpu_share", p.other_cpu_share},
+            {"steal_share", p.steal_share},
+            {"noisy", p.noisy},
+            {"attempts", p.attempts},
+            {"prefill_tps", p.prefill_tps ? json(*p.prefill_tps) : json(nullptr)},
+            {"raw", p.raw}};
+  return j;
+}
+
+MeasuredPoint PointFromJson(const json& j) {
+  MeasuredPoint p;
+  p.model = j.at("model").get<std::string>();
+  p.plan = j.at("plan").get<std::string>();
+  p.context_tokens = j.at("context_tokens").get<int64_t>();
+  p.rep_tps = j.at("rep_tps").get<std::vector<double>>();
+  p.tps_median = j.at("tps_median").get<double>();
+  p.tps_min = j.at("tps_min").get<double>();
+  p.tps_max = j.at("tps_max").get<double>();
+  p.other_cpu_share = j.at("other_cpu_share").get<double>();
+  p.steal_share = j.value("steal_share", 0.0);
+  p.noisy = j.at("noisy").get<bool>();
+  p.attempts = j.at("attempts").get<int>();
+  if (j.contains("prefill_tps") && !j["prefill_tps"].is_null()) p.prefill_tps = j["prefill_tps"].get<double>();
+  p.raw = j.value("raw", json::object());
+  return p;
+}
+
+}  // namespace lifeline::measure
