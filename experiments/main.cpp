@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   lifeline::cli::AddCalibrateCommand(app);
   lifeline::cli::AddWhatifCommand(app);
   lifeline::cli::AddProbeCommand(app);
+  lifeline::cli::AddGgufCommand(app);
   lifeline::cli::AddSweepCommands(app);
 #ifdef LIFELINE_HAVE_TORCH
   lifeline::recovery::AddRecoverCommand(app);
