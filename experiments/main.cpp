@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   lifeline::cli::AddWhatifCommand(app);
   lifeline::cli::AddProbeCommand(app);
   lifeline::cli::AddGgufCommand(app);
+  lifeline::cli::AddMeasureCommand(app);
+  lifeline::cli::AddValidateCommand(app);
   lifeline::cli::AddSweepCommands(app);
 #ifdef LIFELINE_HAVE_TORCH
   lifeline::recovery::AddRecoverCommand(app);

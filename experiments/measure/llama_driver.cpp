@@ -147,7 +147,8 @@ llama_model* LoadModel(const std::string& path, int gpu_layers) {
   return m;
 }
 
-void MakeContext(ContextHolder& h, llama_model* model, int n_ctx, int n_batch, int threads, bool flash_attn) {
+void MakeContext(ContextHolder& h, llama_model* model, int n_ctx, int n_batch, int threads, bool flash_attn,
+                 ggml_type kv_type = GGML_TYPE_F16) {
   llama_context_params cp = llama_context_default_params();
   cp.n_ctx = static_cast<uint32_t>(n_ctx);
   cp.n_batch = static_cast<uint32_t>(n_batch);
@@ -156,6 +157,8 @@ void MakeContext(ContextHolder& h, llama_model* model, int n_ctx, int n_batch, i
   cp.n_threads_batch = threads;
   cp.flash_attn_type = flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
   cp.no_perf = true;
+  cp.type_k = kv_type;
+  cp.type_v = kv_type;
   h.ctx = llama_init_from_model(model, cp);
   if (!h.ctx) throw DriverError("llama.cpp could not create a context of " + std::to_string(n_ctx) + " tokens");
   ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
@@ -224,7 +227,8 @@ json Info(const std::string& path, int gpu_layers) {
 }
 
 // ---------------------------------------------------------------- logits
-json Logits(const std::string& path, const std::vector<int>& tokens, int generate, int threads, int gpu_layers) {
+json Logits(const std::string& path, const std::vector<int>& tokens, int generate, int threads, int gpu_layers,
+            ggml_type kv_type) {
   if (tokens.empty()) throw DriverError("--tokens: give at least one token id");
   ModelHolder m;
   m.model = LoadModel(path, gpu_layers);
@@ -234,7 +238,7 @@ json Logits(const std::string& path, const std::vector<int>& tokens, int generat
   }
   const int n_ctx = static_cast<int>(tokens.size()) + generate + 8;
   ContextHolder h;
-  MakeContext(h, m.model, n_ctx, std::max<int>(static_cast<int>(tokens.size()), 8), threads, false);
+  MakeContext(h, m.model, n_ctx, std::max<int>(static_cast<int>(tokens.size()), 8), threads, false, kv_type);
   llama_batch b = llama_batch_init(static_cast<int32_t>(tokens.size()), 0, 1);
   for (size_t i = 0; i < tokens.size(); ++i) {
     b.token[i] = tokens[i];
@@ -270,7 +274,8 @@ json Logits(const std::string& path, const std::vector<int>& tokens, int generat
     last.assign(row, row + n_vocab);
     ++pos;
   }
-  return json{{"n_vocab", n_vocab}, {"tokens", tokens}, {"logits", logits}, {"generated", generated}};
+  return json{{"n_vocab", n_vocab}, {"tokens", tokens}, {"kv_type", ggml_type_name(kv_type)}, {"logits", logits},
+              {"generated", generated}};
 }
 
 // ---------------------------------------------------------------- KV synthesis
@@ -519,6 +524,8 @@ json Bench(const std::string& path, const BenchOptions& o) {
       }
     }
     fill_s = NowS() - t0;
+    // Cells the cache holds for the sequence: must equal the depth, however it was filled.
+    const int64_t kv_cells = depth > 0 ? llama_memory_seq_pos_max(llama_get_memory(h.ctx), 0) + 1 : 0;
     // Warm-up tokens (caches, thread pool, allocator), then back to the depth.
     for (int i = 0; i < o.warmup; ++i) {
       llama_token t = random_token();
@@ -543,7 +550,8 @@ json Bench(const std::string& path, const BenchOptions& o) {
       rep.update(CpuShare(c0, c1));
       reps.push_back(rep);
     }
-    depth_results.push_back({{"depth", depth}, {"fill", o.fill}, {"fill_s", fill_s}, {"reps", reps}});
+    depth_results.push_back(
+        {{"depth", depth}, {"fill", o.fill}, {"fill_s", fill_s}, {"kv_cells", kv_cells}, {"reps", reps}});
   }
 
   json prefill = nullptr;
@@ -603,6 +611,9 @@ int main(int argc, char** argv) {
   int generate = 0;
   logits->add_option("--tokens", tokens_s, "comma-separated token ids")->required();
   logits->add_option("--generate", generate, "greedy tokens to generate after the prompt")->check(CLI::Range(0, 100000));
+  std::string kv = "f16";
+  logits->add_option("--kv-type", kv, "KV cache type: f16 (llama.cpp's default) or f32")
+      ->check(CLI::IsMember({"f16", "f32"}));
 
   CLI::App* bench = app.add_subcommand("bench", "time batch-1 decode at context depths (and prefill)");
   add_common(bench, true);
@@ -632,7 +643,8 @@ int main(int argc, char** argv) {
     if (info->parsed()) {
       out = Info(model, gpu_layers);
     } else if (logits->parsed()) {
-      out = Logits(model, ParseIntList(tokens_s, "tokens"), generate, threads, gpu_layers);
+      out = Logits(model, ParseIntList(tokens_s, "tokens"), generate, threads, gpu_layers,
+                   kv == "f32" ? GGML_TYPE_F32 : GGML_TYPE_F16);
     } else if (bench->parsed()) {
       bo.depths = ParseIntList(depths_s, "depths");
       if (bo.depths.empty()) bo.depths = {0};

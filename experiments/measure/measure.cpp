@@ -99,18 +99,25 @@ fs::path EnsureGguf(const ModelArch& arch, const QuantPlan& plan, uint64_t seed,
   return path;
 }
 
-double ForecastTps(const ModelArch& arch, const QuantPlan& plan, const DeviceSpec& device, int64_t context_tokens,
-                   int gen) {
+CompiledGraph ForecastGraph(const ModelArch& arch, const QuantPlan& plan) {
   BuildOptions b;
   b.fidelity = Fidelity::kExact;
   b.fusion = FusionMode::kPaper;
   b.phase = Phase::kDecode;
   b.batch = 1;
-  const CompiledGraph g(BuildModelGraph(arch, plan, b));
+  return CompiledGraph(BuildModelGraph(arch, plan, b));
+}
+
+double ForecastTps(const CompiledGraph& g, const DeviceSpec& device, int64_t context_tokens, int gen) {
   double seconds = 0;
   // The i-th timed token attends to the filled context plus the i tokens before it and itself.
   for (int i = 0; i < gen; ++i) seconds += g.StepSeconds(device, context_tokens + i + 1);
   return gen / seconds;
+}
+
+double ForecastTps(const ModelArch& arch, const QuantPlan& plan, const DeviceSpec& device, int64_t context_tokens,
+                   int gen) {
+  return ForecastTps(ForecastGraph(arch, plan), device, context_tokens, gen);
 }
 
 std::vector<MeasuredPoint> MeasureModel(const std::string& model_name, const ModelArch& arch,

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "roofline/eval/evaluator.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "roofline/spec/quant_plan.hpp"
@@ -83,6 +84,9 @@ GridResult MeasureGrid(const std::vector<std::string>& models, const std::vector
 // (context .. context + gen - 1), as the measurement is.
 double ForecastTps(const ModelArch& arch, const QuantPlan& plan, const DeviceSpec& device, int64_t context_tokens,
                    int gen);
+// The graph ForecastTps evaluates (build once, evaluate for many devices).
+CompiledGraph ForecastGraph(const ModelArch& arch, const QuantPlan& plan);
+double ForecastTps(const CompiledGraph& g, const DeviceSpec& device, int64_t context_tokens, int gen);
 
 // A short description of this machine (CPU model, cores) recorded with every
 // measurement: a point measured elsewhere is a different cell.

@@ -80,9 +80,16 @@ ValidationReport ScoreValidation(const std::vector<MeasuredPoint>& points, const
     return p.model == train_model &&
            std::find(o.train_contexts.begin(), o.train_contexts.end(), p.context_tokens) != o.train_contexts.end();
   };
+  std::map<std::string, CompiledGraph> graphs;  // "model|plan"
+  for (const auto& p : points) {
+    const std::string key = p.model + "|" + p.plan;
+    if (!res.plan.count(key)) {
+      throw Error("validate: measured point " + key + " is not among --model/--plan");
+    }
+    if (!graphs.count(key)) graphs.emplace(key, ForecastGraph(res.arch.at(p.model), res.plan.at(key)));
+  }
   const auto forecast = [&](const DeviceSpec& d, const MeasuredPoint& p) {
-    return ForecastTps(res.arch.at(p.model), res.plan.at(p.model + "|" + p.plan), d, p.context_tokens,
-                       o.measure.gen);
+    return ForecastTps(graphs.at(p.model + "|" + p.plan), d, p.context_tokens, o.measure.gen);
   };
 
   ValidationReport rep;

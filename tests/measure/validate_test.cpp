@@ -95,7 +95,7 @@ TEST(Validate, GainAndCaptureFollowTheirDefinitions) {
   const ValidateOptions o = Options();
   const auto pts = PointsFrom(Truth(), o);
   const ValidationReport r = ScoreValidation(pts, Probed(), o);
-  auto tps = [&](const std::string& m, const std::string& p, int64_t c) {
+  auto tps = [&](const std::string& m, const std::string& p, int64_t c) -> double {
     for (const auto& x : pts) {
       if (x.model == m && x.plan == p && x.context_tokens == c) return x.tps_median;
     }
