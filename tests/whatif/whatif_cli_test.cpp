@@ -104,7 +104,7 @@ TEST(WhatifCli, HtmlReportReferencesItsFigures) {
 
 TEST(ProbeCli, MeasuresAndWritesALoadableDevice) {
   const auto out = std::filesystem::temp_directory_path() / "lifeline_probe.yaml";
-  const auto r = Exec("probe --size-mb 32 --matrix 256 --repeats 2 --write " + out.string());
+  const auto r = Exec("probe --size-mb 32 --matrix 256 --repeats 2 --kernels off --write " + out.string());
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("memory_bandwidth_gb_per_s"), std::string::npos);
   const auto w = Exec("whatif --device " + out.string() + " --model qwen3-0.6b --top 1");
