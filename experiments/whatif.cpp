@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <utility>
 
 #include "roofline/common/error.hpp"
 #include "roofline/common/paths.hpp"
@@ -18,12 +19,14 @@ namespace lifeline::whatif {
 namespace {
 
 const std::vector<std::string>& DeviceKeys() {
-  static const std::vector<std::string> k = {
-      "name", "description", "int8_tops", "memory_bandwidth_gb_per_s", "memory_capacity_gb",
-      "efficiency.memory", "efficiency.compute", "efficiency.attention_compute",
-      "efficiency.moe_expert_compute_int2", "efficiency.moe_expert_compute_int3",
-      "efficiency.moe_expert_compute_int4", "efficiency.moe_expert_compute_int8", "overhead.dispatch_s",
-      "overhead.head_dispatch_s"};
+  // The spec's own keys, then every fittable parameter (calibration's key
+  // table: efficiencies, per-format linear efficiencies, overheads).
+  static const std::vector<std::string> k = [] {
+    std::vector<std::string> v = {"name", "description", "int8_tops", "memory_bandwidth_gb_per_s",
+                                  "memory_capacity_gb"};
+    for (DeviceParam p : AllDeviceParams()) v.push_back(DeviceParamKey(p));
+    return v;
+  }();
   return k;
 }
 const std::vector<std::string>& ModelKeys() {
@@ -40,7 +43,7 @@ const std::vector<std::string>& PlanKeys() {
   return k;
 }
 const std::vector<std::string>& PlanRuleFields() {
-  static const std::vector<std::string> k = {"pattern", "bits", "group_size", "metadata"};
+  static const std::vector<std::string> k = {"pattern", "bits", "group_size", "metadata", "format"};
   return k;
 }
 const std::vector<std::string>& RunKeys() {
@@ -133,6 +136,11 @@ YAML::Node PlanToNode(const QuantPlan& p) {
   for (const auto& r : p.rules) {
     YAML::Node rn;
     rn["pattern"] = r.pattern;
+    if (r.format.ggml) {  // a ggml layout (gguf-* presets): its own key, not bits/group_size
+      rn["format"] = GgmlLayout(*r.format.ggml).name;
+      n["rules"].push_back(rn);
+      continue;
+    }
     rn["bits"] = r.format.bits;
     if (r.format.Quantized()) {
       rn["group_size"] = r.format.group_size;
@@ -172,21 +180,38 @@ YAML::Node ModelToNode(const ModelArch& a) {
   return n;
 }
 
-// The numeric fields of DeviceSpec a device override can change.
-const std::vector<double DeviceSpec::*>& DeviceFields() {
-  static const std::vector<double DeviceSpec::*> f = {
-      &DeviceSpec::compute_ops_per_s,
-      &DeviceSpec::memory_bandwidth_bytes_per_s,
-      &DeviceSpec::memory_capacity_bytes,
-      &DeviceSpec::memory_efficiency,
-      &DeviceSpec::compute_efficiency,
-      &DeviceSpec::attention_compute_efficiency,
-      &DeviceSpec::moe_expert_compute_int2_efficiency,
-      &DeviceSpec::moe_expert_compute_int3_efficiency,
-      &DeviceSpec::moe_expert_compute_int4_efficiency,
-      &DeviceSpec::moe_expert_compute_int8_efficiency,
-      &DeviceSpec::dispatch_overhead_s,
-      &DeviceSpec::head_dispatch_overhead_s};
+// A numeric field of DeviceSpec a device override can change, read and
+// written through an accessor (the per-format linear efficiencies are array
+// entries, which a pointer to member cannot name).
+using DeviceField = double& (*)(DeviceSpec&);
+
+template <size_t I>
+double& LinearComputeField(DeviceSpec& d) {
+  return d.linear_compute_efficiency[I];  // raw: 0 = follows efficiency.compute
+}
+template <size_t... I>
+void AddLinearComputeFields(std::vector<DeviceField>& v, std::index_sequence<I...>) {
+  (v.push_back(&LinearComputeField<I>), ...);
+}
+
+const std::vector<DeviceField>& DeviceFields() {
+  static const std::vector<DeviceField> f = [] {
+    std::vector<DeviceField> v = {
+        [](DeviceSpec& d) -> double& { return d.compute_ops_per_s; },
+        [](DeviceSpec& d) -> double& { return d.memory_bandwidth_bytes_per_s; },
+        [](DeviceSpec& d) -> double& { return d.memory_capacity_bytes; },
+        [](DeviceSpec& d) -> double& { return d.memory_efficiency; },
+        [](DeviceSpec& d) -> double& { return d.compute_efficiency; },
+        [](DeviceSpec& d) -> double& { return d.attention_compute_efficiency; },
+        [](DeviceSpec& d) -> double& { return d.moe_expert_compute_int2_efficiency; },
+        [](DeviceSpec& d) -> double& { return d.moe_expert_compute_int3_efficiency; },
+        [](DeviceSpec& d) -> double& { return d.moe_expert_compute_int4_efficiency; },
+        [](DeviceSpec& d) -> double& { return d.moe_expert_compute_int8_efficiency; },
+        [](DeviceSpec& d) -> double& { return d.dispatch_overhead_s; },
+        [](DeviceSpec& d) -> double& { return d.head_dispatch_overhead_s; }};
+    AddLinearComputeFields(v, std::make_index_sequence<kLinearFormatCount>{});
+    return v;
+  }();
   return f;
 }
 
@@ -225,7 +250,7 @@ Scope ScopeOfKey(const std::string& key, const std::string& arg) {
   } else {
     const std::string guess = DidYouMean(key, cands);
     hint = guess.empty() ? "device keys as in hwspec/*.yaml; model.<key>; plan.kv_cache_dtype or "
-                           "plan.rules.N.{bits,group_size,metadata,pattern}; context, prompt, batch, fusion, fidelity"
+                           "plan.rules.N.{bits,group_size,metadata,pattern,format}; context, prompt, batch, fusion, fidelity"
                          : "did you mean '" + guess + "'?";
   }
   std::string list;
@@ -682,7 +707,7 @@ void RunSweep(const Scenario& scenario, const std::vector<Override>& fixed, cons
   }
   // Device axes: every value's resolved numeric fields (validated like the YAML).
   struct DeviceAxis {
-    std::vector<double DeviceSpec::*> fields;
+    std::vector<DeviceField> fields;
     std::vector<std::vector<double>> values;  // [value][field]
   };
   std::vector<std::optional<DeviceAxis>> dev_axis(axes.size());
@@ -705,17 +730,18 @@ void RunSweep(const Scenario& scenario, const std::vector<Override>& fixed, cons
       context_axis = static_cast<int>(i);
     } else if (is_dev) {
       DeviceAxis da;
+      DeviceSpec base_device = base.device;
       for (auto f : DeviceFields()) {
-        for (const auto& sp : specs) {
-          if (sp.*f != base.device.*f) {
+        for (auto& sp : specs) {
+          if (f(sp) != f(base_device)) {
             da.fields.push_back(f);
             break;
           }
         }
       }
-      for (const auto& sp : specs) {
+      for (auto& sp : specs) {
         std::vector<double> vals;
-        for (auto f : da.fields) vals.push_back(sp.*f);
+        for (auto f : da.fields) vals.push_back(f(sp));
         da.values.push_back(vals);
       }
       dev_axis[i] = da;
@@ -764,7 +790,7 @@ void RunSweep(const Scenario& scenario, const std::vector<Override>& fixed, cons
     for (size_t i = 0; i < axes.size(); ++i) {
       if (!dev_axis[i]) continue;
       const auto& da = *dev_axis[i];
-      for (size_t f = 0; f < da.fields.size(); ++f) d.*(da.fields[f]) = da.values[idx[i]][f];
+      for (size_t f = 0; f < da.fields.size(); ++f) da.fields[f](d) = da.values[idx[i]][f];
     }
     const int64_t ctx = context_axis >= 0 ? ctx_values[static_cast<size_t>(context_axis)][idx[static_cast<size_t>(context_axis)]]
                                           : g.context;

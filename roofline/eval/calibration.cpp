@@ -16,6 +16,33 @@
 
 namespace lifeline {
 
+namespace {
+
+static_assert(static_cast<int>(DeviceParam::kLinearComputeInt8) - static_cast<int>(DeviceParam::kLinearComputeF32) + 1 ==
+                  kLinearFormatCount,
+              "one DeviceParam per LinearFormat, in its order");
+
+std::optional<LinearFormat> LinearFormatOfParam(DeviceParam p) {
+  const int i = static_cast<int>(p) - static_cast<int>(DeviceParam::kLinearComputeF32);
+  if (i < 0 || i >= kLinearFormatCount) return std::nullopt;
+  return static_cast<LinearFormat>(i);
+}
+
+}  // namespace
+
+DeviceParam LinearComputeParam(LinearFormat f) {
+  return static_cast<DeviceParam>(static_cast<int>(DeviceParam::kLinearComputeF32) + static_cast<int>(f));
+}
+
+const std::vector<DeviceParam>& AllDeviceParams() {
+  static const std::vector<DeviceParam> all = [] {
+    std::vector<DeviceParam> v;
+    for (int i = 0; i <= static_cast<int>(DeviceParam::kLinearComputeInt8); ++i) v.push_back(static_cast<DeviceParam>(i));
+    return v;
+  }();
+  return all;
+}
+
 std::string DeviceParamKey(DeviceParam p) {
   switch (p) {
     case DeviceParam::kMemoryEfficiency: return "efficiency.memory";
@@ -27,25 +54,37 @@ std::string DeviceParamKey(DeviceParam p) {
     case DeviceParam::kMoeExpertComputeInt8Efficiency: return "efficiency.moe_expert_compute_int8";
     case DeviceParam::kDispatchOverhead: return "overhead.dispatch_s";
     case DeviceParam::kHeadDispatchOverhead: return "overhead.head_dispatch_s";
+    default: break;
   }
+  if (auto f = LinearFormatOfParam(p)) return std::string("efficiency.linear_compute_") + LinearFormatName(*f);
   return "?";
 }
 
 DeviceParam ParseDeviceParam(const std::string& key) {
-  for (auto p : {DeviceParam::kMemoryEfficiency, DeviceParam::kComputeEfficiency,
-                 DeviceParam::kAttentionComputeEfficiency, DeviceParam::kMoeExpertComputeInt2Efficiency,
-                 DeviceParam::kMoeExpertComputeInt3Efficiency, DeviceParam::kMoeExpertComputeInt4Efficiency,
-                 DeviceParam::kMoeExpertComputeInt8Efficiency,
-                 DeviceParam::kDispatchOverhead, DeviceParam::kHeadDispatchOverhead}) {
+  std::vector<std::string> keys;
+  for (auto p : AllDeviceParams()) {
     if (DeviceParamKey(p) == key) return p;
+    keys.push_back(DeviceParamKey(p));
   }
-  throw MakeConfigError("--fit", key, "not a fittable device parameter",
-                        "efficiency.memory, efficiency.compute, efficiency.attention_compute, "
-                        "efficiency.moe_expert_compute_int{2,3,4,8}, overhead.dispatch_s or overhead.head_dispatch_s",
-                        "");
+  std::string list;
+  for (const auto& k : keys) list += (list.empty() ? "" : ", ") + k;
+  const std::string guess = DidYouMean(key, keys);
+  throw MakeConfigError("--fit", key, "not a fittable device parameter", "one of " + list,
+                        guess.empty() ? "" : "did you mean '" + guess + "'?");
+}
+
+double DeviceParamValue(const DeviceSpec& d, DeviceParam p) {
+  if (auto f = LinearFormatOfParam(p)) return d.LinearComputeEfficiency(*f);
+  DeviceSpec copy = d;
+  return DeviceParamRef(copy, p);
 }
 
 double& DeviceParamRef(DeviceSpec& d, DeviceParam p) {
+  if (auto f = LinearFormatOfParam(p)) {
+    double& v = d.linear_compute_efficiency[static_cast<size_t>(*f)];
+    if (!(v > 0)) v = d.compute_efficiency;
+    return v;
+  }
   switch (p) {
     case DeviceParam::kMemoryEfficiency: return d.memory_efficiency;
     case DeviceParam::kComputeEfficiency: return d.compute_efficiency;
@@ -56,6 +95,7 @@ double& DeviceParamRef(DeviceSpec& d, DeviceParam p) {
     case DeviceParam::kMoeExpertComputeInt8Efficiency: return d.moe_expert_compute_int8_efficiency;
     case DeviceParam::kDispatchOverhead: return d.dispatch_overhead_s;
     case DeviceParam::kHeadDispatchOverhead: return d.head_dispatch_overhead_s;
+    default: break;
   }
   throw InternalError("bad DeviceParam");
 }
@@ -69,6 +109,7 @@ bool IsEfficiency(DeviceParam p) {
 // Smooth unconstrained parametrisation: efficiencies = logistic(x) in (0, 1);
 // overheads = 1e-6 s * x^2 >= 0 (reaches zero smoothly).
 constexpr double kOverheadScale = 1e-6;
+constexpr double kMaxEfficiencyStart = 0.9;
 double ToValue(DeviceParam p, double x) {
   return IsEfficiency(p) ? 1.0 / (1.0 + std::exp(-x)) : kOverheadScale * x * x;
 }
@@ -102,10 +143,14 @@ CalibrationResult CalibrateDevice(const DeviceSpec& initial, const std::vector<D
   }
   Eigen::VectorXd x0(n);
   for (Eigen::Index i = 0; i < n; ++i) {
-    DeviceSpec copy = initial;
     const DeviceParam p = params[static_cast<size_t>(i)];
-    double v = DeviceParamRef(copy, p);
+    double v = DeviceParamValue(initial, p);
     if (!IsEfficiency(p) && !(v > 0)) v = 1e-7;  // start overheads off zero
+    // An efficiency of 1 (what `lifeline probe` writes: the measured rate is
+    // the achieved one) sits where the logistic is flat; from there every
+    // multi-start stays saturated and the fit can run off to efficiencies -> 0.
+    // Start such efficiencies at 0.9 instead (the fit may still return to ~1).
+    if (IsEfficiency(p)) v = std::min(v, kMaxEfficiencyStart);
     x0[i] = FromValue(p, v);
   }
   auto residual = [&](const Eigen::VectorXd& p) {

@@ -26,10 +26,33 @@ enum class DeviceParam {
   kMoeExpertComputeInt8Efficiency,
   kDispatchOverhead,
   kHeadDispatchOverhead,
+  // efficiency.linear_compute_<fmt>, one per LinearFormat in its order:
+  // LinearComputeParam(f) = kLinearComputeF32 + f.
+  kLinearComputeF32,
+  kLinearComputeF16,
+  kLinearComputeBf16,
+  kLinearComputeQ8_0,
+  kLinearComputeQ4_0,
+  kLinearComputeQ4_K,
+  kLinearComputeQ3_K,
+  kLinearComputeQ2_K,
+  kLinearComputeInt2,
+  kLinearComputeInt3,
+  kLinearComputeInt4,
+  kLinearComputeInt8,
 };
+DeviceParam LinearComputeParam(LinearFormat f);
+// Every parameter, in declaration order (the keys --fit, --set and --sweep accept).
+const std::vector<DeviceParam>& AllDeviceParams();
 std::string DeviceParamKey(DeviceParam p);  // YAML key path, e.g. "efficiency.memory"
+// Throws ConfigError (listing the keys, with a did-you-mean hint) for an unknown key.
 DeviceParam ParseDeviceParam(const std::string& key);
+// The parameter's field. An unset per-format linear efficiency (which follows
+// efficiency.compute) is first set to efficiency.compute, so the reference
+// reads the value in effect and writing it decouples that format only.
 double& DeviceParamRef(DeviceSpec& d, DeviceParam p);
+// The value in effect, without changing `d`.
+double DeviceParamValue(const DeviceSpec& d, DeviceParam p);
 
 struct CalibrationResult {
   DeviceSpec device;               // the fitted spec

@@ -1,26 +1,49 @@
 #include "roofline/eval/evaluator.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <tuple>
 
 namespace lifeline {
 namespace {
 
+// Efficiency slots: which device efficiency divides an op's operations.
+// 0 general compute, 1 attention, then one per linear weight format, then
+// one per MoE expert-unpack bit width (0..8).
+constexpr int kSlotGeneral = 0;
+constexpr int kSlotAttention = 1;
+constexpr int kSlotLinear = 2;
+constexpr int kSlotUnpack = kSlotLinear + kLinearFormatCount;
+constexpr int kSlotCount = kSlotUnpack + 9;
+
+int ComputeSlot(const OpNode& n) {
+  if (n.compute_class == ComputeClass::kAttention) return kSlotAttention;
+  if (n.linear_format) return kSlotLinear + static_cast<int>(*n.linear_format);
+  return kSlotGeneral;
+}
+int UnpackSlot(const OpNode& n) { return kSlotUnpack + std::clamp(n.expert_unpack_bits, 0, 8); }
+
+double SlotEfficiency(const DeviceSpec& d, int slot) {
+  if (slot == kSlotGeneral) return d.compute_efficiency;
+  if (slot == kSlotAttention) return d.attention_compute_efficiency;
+  if (slot < kSlotUnpack) return d.LinearComputeEfficiency(static_cast<LinearFormat>(slot - kSlotLinear));
+  return d.MoeExpertEfficiency(slot - kSlotUnpack);
+}
+
+// Seconds per operation for a slot.
+double InvRate(const DeviceSpec& d, int slot) { return 1.0 / (SlotEfficiency(d, slot) * d.compute_ops_per_s); }
+
 struct Rates {
-  double inv_compute[2];  // s per op, by ComputeClass
-  double inv_unpack[9];   // s per expert-unpack op, by weight bits
-  double inv_memory;      // s per byte
+  double inv_compute[kSlotCount];  // s per op, by efficiency slot
+  double inv_memory;               // s per byte
   double dispatch_s;
   double head_dispatch_s;
 };
 
 Rates RatesOf(const DeviceSpec& d) {
   Rates r{};
-  r.inv_compute[static_cast<int>(ComputeClass::kGeneral)] = 1.0 / (d.compute_efficiency * d.compute_ops_per_s);
-  r.inv_compute[static_cast<int>(ComputeClass::kAttention)] =
-      1.0 / (d.attention_compute_efficiency * d.compute_ops_per_s);
-  for (int b = 0; b < 9; ++b) r.inv_unpack[b] = 1.0 / (d.MoeExpertEfficiency(b) * d.compute_ops_per_s);
+  for (int s = 0; s < kSlotCount; ++s) r.inv_compute[s] = InvRate(d, s);
   r.inv_memory = 1.0 / (d.memory_efficiency * d.memory_bandwidth_bytes_per_s);
   r.dispatch_s = d.dispatch_overhead_s;
   r.head_dispatch_s = d.head_dispatch_overhead_s;
@@ -47,7 +70,7 @@ StepResult EvaluateStep(const ModelGraph& g, const DeviceSpec& d, int64_t contex
     t.weight_bytes = n.weight_bytes + n.weight_meta_bytes;
     t.act_bytes = n.act_read_bytes + n.act_write_bytes + (n.act_read_bytes_per_ctx + n.act_write_bytes_per_ctx) * c;
     t.kv_bytes = n.kv_read_bytes + n.kv_read_bytes_per_ctx * c + n.kv_write_bytes;
-    t.compute_s = class_flops * r.inv_compute[static_cast<int>(n.compute_class)] + n.expert_unpack_ops * r.inv_unpack[n.expert_unpack_bits];
+    t.compute_s = class_flops * r.inv_compute[ComputeSlot(n)] + n.expert_unpack_ops * r.inv_compute[UnpackSlot(n)];
     t.memory_s = (t.weight_bytes + t.act_bytes + t.kv_bytes) * r.inv_memory;
     t.overhead_s = n.dispatches * r.dispatch_s + n.head_dispatches * r.head_dispatch_s;
     t.compute_bound = t.compute_s > t.memory_s;
@@ -75,28 +98,43 @@ DecodeMetrics DecodeFromStep(double step_s, int64_t batch) {
 }
 
 CompiledGraph::CompiledGraph(const ModelGraph& g) : phase_(g.options.phase), batch_(g.options.batch) {
+  // Identical ops merge: same work, traffic, dispatches, context cap, charge
+  // and efficiency slots (compute class or linear weight format, unpack bits).
   using Key = std::tuple<double, double, double, double, double, double, double, int64_t, int, bool, int>;
   std::map<Key, size_t> index;
+  int local_of[kSlotCount];
+  std::fill(std::begin(local_of), std::end(local_of), -1);
+  auto local = [&](int slot) {
+    if (local_of[slot] < 0) {
+      local_of[slot] = static_cast<int>(slots_.size());
+      slots_.push_back(slot);
+    }
+    return local_of[slot];
+  };
   for (auto v : g.order) {
     const OpNode& n = g.graph[v];
     Term t{};
     t.flops = n.flops;
     t.flops_per_ctx = n.flops_per_ctx;
     t.unpack_ops = n.expert_unpack_ops;
-    t.unpack_bits = std::clamp(n.expert_unpack_bits, 0, 8);
     t.bytes = n.weight_bytes + n.weight_meta_bytes + n.act_read_bytes + n.act_write_bytes + n.kv_read_bytes +
               n.kv_write_bytes;
     t.bytes_per_ctx = n.act_read_bytes_per_ctx + n.act_write_bytes_per_ctx + n.kv_read_bytes_per_ctx;
     t.dispatches = n.dispatches;
     t.head_dispatches = n.head_dispatches;
     t.cap = n.context_cap;
-    t.compute_class = static_cast<int>(n.compute_class);
     t.sum_charge = n.charge == Charge::kSum;
+    const int compute_slot = ComputeSlot(n);
+    // Without unpacking ops the unpack rate multiplies zero: reuse the compute
+    // slot rather than evaluate a rate nobody needs.
+    const int unpack_slot = t.unpack_ops != 0 ? UnpackSlot(n) : compute_slot;
     const Key key{t.flops, t.flops_per_ctx, t.unpack_ops, t.bytes, t.bytes_per_ctx, t.dispatches,
-                  t.head_dispatches, t.cap, t.compute_class, t.sum_charge, t.unpack_bits};
+                  t.head_dispatches, t.cap, compute_slot, t.sum_charge, unpack_slot};
     auto it = index.find(key);
     if (it == index.end()) {
       t.count = 1;
+      t.compute_rate = local(compute_slot);
+      t.unpack_rate = local(unpack_slot);
       index.emplace(key, terms_.size());
       terms_.push_back(t);
     } else {
@@ -106,25 +144,29 @@ CompiledGraph::CompiledGraph(const ModelGraph& g) : phase_(g.options.phase), bat
 }
 
 double CompiledGraph::StepSeconds(const DeviceSpec& d, int64_t context_tokens) const {
-  const Rates r = RatesOf(d);
+  // Seconds per op for the efficiency slots this graph uses only (a handful).
+  double inv[kSlotCount];
+  for (size_t i = 0; i < slots_.size(); ++i) inv[i] = InvRate(d, slots_[i]);
+  const double inv_memory = 1.0 / (d.memory_efficiency * d.memory_bandwidth_bytes_per_s);
+  const double dispatch_s = d.dispatch_overhead_s, head_dispatch_s = d.head_dispatch_overhead_s;
   const double ctx = static_cast<double>(context_tokens);
   if (phase_ == Phase::kDecode) {
     double total = 0;
     for (const Term& t : terms_) {
       const double c = t.cap > 0 && t.cap < context_tokens ? static_cast<double>(t.cap) : ctx;
-      const double tc = (t.flops + t.flops_per_ctx * c) * r.inv_compute[t.compute_class] + t.unpack_ops * r.inv_unpack[t.unpack_bits];
-      const double tm = (t.bytes + t.bytes_per_ctx * c) * r.inv_memory;
-      const double op = (t.sum_charge ? tc + tm : (tc > tm ? tc : tm)) + t.dispatches * r.dispatch_s +
-                        t.head_dispatches * r.head_dispatch_s;
+      const double tc = (t.flops + t.flops_per_ctx * c) * inv[t.compute_rate] + t.unpack_ops * inv[t.unpack_rate];
+      const double tm = (t.bytes + t.bytes_per_ctx * c) * inv_memory;
+      const double op = (t.sum_charge ? tc + tm : (tc > tm ? tc : tm)) + t.dispatches * dispatch_s +
+                        t.head_dispatches * head_dispatch_s;
       total += t.count * op;
     }
     return total;
   }
   double tc_sum = 0, tm_sum = 0, ov = 0;
   for (const Term& t : terms_) {
-    tc_sum += t.count * (t.flops * r.inv_compute[t.compute_class] + t.unpack_ops * r.inv_unpack[t.unpack_bits]);
-    tm_sum += t.count * t.bytes * r.inv_memory;
-    ov += t.count * (t.dispatches * r.dispatch_s + t.head_dispatches * r.head_dispatch_s);
+    tc_sum += t.count * (t.flops * inv[t.compute_rate] + t.unpack_ops * inv[t.unpack_rate]);
+    tm_sum += t.count * t.bytes * inv_memory;
+    ov += t.count * (t.dispatches * dispatch_s + t.head_dispatches * head_dispatch_s);
   }
   return std::max(tc_sum, tm_sum) + ov;
 }

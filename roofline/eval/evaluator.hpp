@@ -3,7 +3,10 @@
 // bound and dispatch overhead, and step totals (TPOT for decode, TTFT for
 // prefill). Time per op = max(compute, memory) (or their sum for ops charged
 // that way) + dispatch overhead; compute = ops / (efficiency * peak ops/s),
-// memory = bytes / (memory efficiency * bandwidth).
+// memory = bytes / (memory efficiency * bandwidth). The efficiency is the
+// attention one for attention ops, the weight format's linear one
+// (efficiency.linear_compute_<fmt>, default efficiency.compute) for linears,
+// efficiency.compute otherwise; MoE expert unpacking uses its own.
 
 #include <cstdint>
 #include <vector>
@@ -62,11 +65,12 @@ class CompiledGraph {
   struct Term {
     double flops, flops_per_ctx, unpack_ops, bytes, bytes_per_ctx, dispatches, head_dispatches, count;
     int64_t cap;
-    int compute_class;
-    int unpack_bits;
+    int compute_rate;  // index into slots_: the efficiency of flops (class or linear format)
+    int unpack_rate;   // index into slots_: the efficiency of unpack_ops
     bool sum_charge;
   };
   std::vector<Term> terms_;
+  std::vector<int> slots_;  // the efficiency slots (evaluator.cpp) the terms use, each once
   Phase phase_;
   int64_t batch_;
 };

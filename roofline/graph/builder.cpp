@@ -183,6 +183,7 @@ class Builder {
     if (bias) n.weight_bytes += static_cast<double>(nout) * kActBytes;
     n.weight_meta_bytes = f.MetadataBytes(w);
     n.format = f.Label();
+    n.linear_format = LinearFormatOf(f);
     n.fusion_group = group;
     OpVertex v = Add(n, {x});
     return Out(v, name + ".out", static_cast<double>(m * nout) * kActBytes);
@@ -319,6 +320,7 @@ class Builder {
         n.expert_unpack_bits = f.bits;
       }
       n.format = f.Label();
+      n.linear_format = LinearFormatOf(f);
       n.fusion_group = group;
       OpVertex v = Add(n, {in, sel});
       return Out(v, name + ".out", static_cast<double>(T_ * K * nout) * kActBytes);
@@ -420,6 +422,28 @@ class Builder {
 };
 
 }  // namespace
+
+LinearFormat LinearFormatOf(const WeightFormat& f) {
+  if (f.ggml) {
+    switch (*f.ggml) {
+      case GgmlType::kF32: return LinearFormat::kF32;
+      case GgmlType::kF16: return LinearFormat::kF16;
+      case GgmlType::kQ8_0: return LinearFormat::kQ8_0;
+      case GgmlType::kQ4_0: return LinearFormat::kQ4_0;
+      case GgmlType::kQ4_K: return LinearFormat::kQ4_K;
+      case GgmlType::kQ3_K: return LinearFormat::kQ3_K;
+      case GgmlType::kQ2_K: return LinearFormat::kQ2_K;
+    }
+    throw InternalError("LinearFormatOf: ggml type " + std::to_string(static_cast<int>(*f.ggml)) +
+                        " has no LinearFormat");
+  }
+  if (f.bits >= 32) return LinearFormat::kF32;
+  if (f.bits >= 16) return LinearFormat::kBf16;
+  if (f.bits > 4) return LinearFormat::kInt8;
+  if (f.bits == 4) return LinearFormat::kInt4;
+  if (f.bits == 3) return LinearFormat::kInt3;
+  return LinearFormat::kInt2;
+}
 
 ModelGraph BuildModelGraph(const ModelArch& arch, const QuantPlan& plan, const BuildOptions& options) {
   return Builder(arch, plan, options).Build();

@@ -8,9 +8,11 @@
 #include <boost/graph/adjacency_list.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "roofline/spec/quant_plan.hpp"
 
@@ -83,6 +85,9 @@ struct OpNode {
   int64_t context_cap = 0;       // sliding window; 0 = whole context
   int fusion_group = -1;         // ops sharing a group run as one kernel
   std::string format;            // weight format label for linears ("INT4 g128")
+  // Linears: the weight format whose device efficiency the compute uses
+  // (efficiency.linear_compute_<fmt>, default efficiency.compute); unset for other ops.
+  std::optional<LinearFormat> linear_format;
   int64_t m = 0, k = 0, n = 0;   // GEMM shape for linears (tokens, in, out)
 };
 
@@ -113,6 +118,10 @@ struct ModelGraph {
   BuildOptions options;
   std::vector<OpVertex> order;  // topological order
 };
+
+// The device-efficiency format of a plan weight format: its ggml type when
+// it names one, else BF16 (16 bits), F32 (32) or INTb.
+LinearFormat LinearFormatOf(const WeightFormat& f);
 
 // Builds the graph and derives activation traffic from the fusion groups.
 // Throws ConfigError when a plan rule matches nothing or a group size does not

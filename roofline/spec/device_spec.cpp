@@ -1,6 +1,8 @@
 #include "roofline/spec/device_spec.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cctype>
 #include <iomanip>
 #include <sstream>
 #include <vector>
@@ -10,6 +12,29 @@
 #include "roofline/common/yaml_util.hpp"
 
 namespace lifeline {
+
+namespace {
+
+constexpr std::array<const char*, kLinearFormatCount> kLinearFormatNames = {
+    "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q3_k", "q2_k", "int2", "int3", "int4", "int8"};
+constexpr std::string_view kLinearComputePrefix = "linear_compute_";
+
+std::string LinearFormatList() {
+  std::string list;
+  for (const char* n : kLinearFormatNames) list += (list.empty() ? "" : ", ") + std::string(n);
+  return list;
+}
+
+}  // namespace
+
+const char* LinearFormatName(LinearFormat f) { return kLinearFormatNames[static_cast<size_t>(f)]; }
+
+std::optional<LinearFormat> ParseLinearFormat(std::string_view name) {
+  for (int i = 0; i < kLinearFormatCount; ++i) {
+    if (name == kLinearFormatNames[static_cast<size_t>(i)]) return static_cast<LinearFormat>(i);
+  }
+  return std::nullopt;
+}
 
 DeviceSpec ParseDeviceSpec(const YAML::Node& root, const std::string& file) {
   StrictMap m(root, file);
@@ -35,6 +60,36 @@ DeviceSpec ParseDeviceSpec(const YAML::Node& root, const std::string& file) {
       e.Has("moe_expert_compute_int3") ? e.Fraction("moe_expert_compute_int3") : d.moe_expert_compute_int4_efficiency;
   d.moe_expert_compute_int8_efficiency =
       e.Has("moe_expert_compute_int8") ? e.Fraction("moe_expert_compute_int8") : d.moe_expert_compute_int4_efficiency;
+  // Per-format linear efficiencies: optional, default efficiency.compute.
+  for (int i = 0; i < kLinearFormatCount; ++i) {
+    const std::string key = std::string(kLinearComputePrefix) + kLinearFormatNames[static_cast<size_t>(i)];
+    if (e.Has(key)) d.linear_compute_efficiency[static_cast<size_t>(i)] = e.Fraction(key);
+  }
+  // A linear_compute_ key naming no format: say which formats there are.
+  for (auto it = e.node().begin(); it != e.node().end(); ++it) {
+    const std::string k = it->first.as<std::string>();
+    if (k.rfind(kLinearComputePrefix, 0) != 0) continue;
+    const std::string fmt = k.substr(kLinearComputePrefix.size());
+    if (ParseLinearFormat(fmt)) continue;
+    std::vector<std::string> names(kLinearFormatNames.begin(), kLinearFormatNames.end());
+    std::string guess = DidYouMean(fmt, names);
+    if (guess.empty()) {
+      // Case or separator slips: "Q4_0", "q4k", "q4-0".
+      std::string norm;
+      for (char c : fmt) {
+        if (std::isalnum(static_cast<unsigned char>(c))) norm += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+      for (const auto& n : names) {
+        std::string nn;
+        for (char c : n) if (c != '_') nn += c;
+        if (nn == norm) guess = n;
+      }
+    }
+    throw MakeConfigError(Where(file, it->first), e.KeyPath(k), "no weight format '" + fmt + "'",
+                          "efficiency.linear_compute_<format> with <format> one of " + LinearFormatList(),
+                          guess.empty() ? "formats are ggml's lower-case type names or intN"
+                                        : "did you mean '" + std::string(kLinearComputePrefix) + guess + "'?");
+  }
   e.Finish();
   if (auto o = m.OptionalMap("overhead")) {
     auto nonneg = [&](const char* key) {
@@ -107,6 +162,12 @@ std::string DeviceSpecToYaml(const DeviceSpec& d) {
     o << "  moe_expert_compute_int3: " << d.moe_expert_compute_int3_efficiency << "\n";
   if (d.moe_expert_compute_int8_efficiency != d.moe_expert_compute_int4_efficiency)
     o << "  moe_expert_compute_int8: " << d.moe_expert_compute_int8_efficiency << "\n";
+  // Per-format linear efficiencies default to efficiency.compute: written only when set.
+  for (int i = 0; i < kLinearFormatCount; ++i) {
+    if (d.HasLinearComputeEfficiency(static_cast<LinearFormat>(i)))
+      o << "  " << kLinearComputePrefix << kLinearFormatNames[static_cast<size_t>(i)] << ": "
+        << d.linear_compute_efficiency[static_cast<size_t>(i)] << "\n";
+  }
   o << "overhead:\n"
     << "  dispatch_s: " << d.dispatch_overhead_s << "\n"
     << "  head_dispatch_s: " << d.head_dispatch_overhead_s << "\n";

@@ -4,11 +4,38 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <array>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace lifeline {
+
+// Weight formats of linear operators that can carry their own compute
+// efficiency (YAML `efficiency.linear_compute_<name>`): ggml's storage layouts
+// and the plans' generic INTb group formats. Values index
+// DeviceSpec::linear_compute_efficiency.
+enum class LinearFormat : int {
+  kF32,   // ggml f32
+  kF16,   // ggml f16
+  kBf16,  // BF16 (unquantized plan linears)
+  kQ8_0,
+  kQ4_0,
+  kQ4_K,
+  kQ3_K,
+  kQ2_K,
+  kInt2,  // plan `bits: 2` with BF16 group scales
+  kInt3,
+  kInt4,
+  kInt8,
+};
+inline constexpr int kLinearFormatCount = 12;
+// "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q3_k", "q2_k", "int2", "int3", "int4", "int8".
+const char* LinearFormatName(LinearFormat f);
+// The inverse of LinearFormatName (lower case only); nullopt for other names.
+std::optional<LinearFormat> ParseLinearFormat(std::string_view name);
 
 struct DeviceSpec {
   std::string name;         // short id, e.g. "device_a"
@@ -18,7 +45,7 @@ struct DeviceSpec {
   double memory_capacity_bytes = 0;          // 0 = not given (YAML memory_capacity_gb)
   // Efficiencies in (0, 1]: achieved / peak.
   double memory_efficiency = 1;              // every operator's DRAM traffic
-  double compute_efficiency = 1;             // linears, norms, elementwise
+  double compute_efficiency = 1;             // norms, elementwise, linears without a per-format value
   double attention_compute_efficiency = 1;   // QK, softmax, PV (fused or not)
   // MoE expert kernels' weight unpacking, per weight format of the expert
   // down projection (the paper's tables need a format-dependent term there).
@@ -31,6 +58,18 @@ struct DeviceSpec {
            : bits == 3 ? moe_expert_compute_int3_efficiency
            : bits == 4 ? moe_expert_compute_int4_efficiency
                        : moe_expert_compute_int8_efficiency;
+  }
+  // Compute efficiency of linear operators by weight format (YAML
+  // efficiency.linear_compute_<format>): a CPU matrix-vector product runs at
+  // its dequantise-and-dot rate, which depends on the block layout. 0 = not
+  // set: the linear uses compute_efficiency (whatever its value then is).
+  std::array<double, kLinearFormatCount> linear_compute_efficiency{};
+  bool HasLinearComputeEfficiency(LinearFormat f) const {
+    return linear_compute_efficiency[static_cast<size_t>(f)] > 0;
+  }
+  double LinearComputeEfficiency(LinearFormat f) const {
+    const double e = linear_compute_efficiency[static_cast<size_t>(f)];
+    return e > 0 ? e : compute_efficiency;
   }
   // Overheads.
   double dispatch_overhead_s = 0;        // per kernel dispatch
