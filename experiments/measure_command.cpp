@@ -71,8 +71,13 @@ fs::path DefaultGgufCache() {
 void AddMeasureFlags(CLI::App* c, MeasureOptions& m, std::string& cache) {
   c->add_option("--threads", m.threads, "llama.cpp CPU threads")->check(CLI::Range(1, 256));
   c->add_option("--gen", m.gen, "decoded tokens timed per repetition (64 or more)")->check(CLI::Range(8, 100000));
-  c->add_option("--reps", m.reps, "repetitions per point (median reported, min and max kept)")
+  c->add_option("--reps", m.reps, "repetitions per point in each round")->check(CLI::Range(1, 100));
+  c->add_option("--rounds", m.rounds,
+                "passes over every (model, plan), so formats are measured interleaved in time; the median over "
+                "rounds x reps is reported, min and max kept")
       ->check(CLI::Range(1, 100));
+  c->add_option("--flash-attn", m.flash_attn,
+                "llama.cpp flash attention (default off: on this kind of CPU it halves decode speed at 8k)");
   c->add_option("--warmup", m.warmup, "untimed tokens before the repetitions")->check(CLI::Range(0, 1000));
   c->add_option("--fill", m.fill,
                 "how the context is filled before timing: synth (random KV values in llama.cpp's state layout; "
@@ -148,7 +153,7 @@ void AddMeasureCommand(CLI::App& app) {
       std::optional<double> f, e;
       if (dev) {
         const ModelArch a = ResolveModelArch(p.model);
-        f = measure::ForecastTps(a, ResolveQuantPlan(p.plan, a), *dev, p.context_tokens, m.gen);
+        f = measure::ForecastTps(a, ResolveQuantPlan(p.plan, a), *dev, p.context_tokens, m.gen, m.flash_attn);
         e = 100.0 * (*f / p.tps_median - 1.0);
       }
       t.rows.push_back({p.model, p.plan, reports::Cell::Int(p.context_tokens), reports::Cell(p.tps_median, 3),
@@ -156,8 +161,9 @@ void AddMeasureCommand(CLI::App& app) {
                         reports::Cell(p.other_cpu_share, 3), p.noisy ? "true" : "false", reports::Cell::Opt(f, 3),
                         reports::Cell::Opt(e, 2), reports::Cell::Opt(p.prefill_tps, 2)});
     }
-    t.notes.push_back(fmt::format("{} points measured now, {} from {}; {} decoded tokens x {} repetitions, {} threads",
-                                  grid.measured_now, grid.reused, store.string(), m.gen, m.reps, m.threads));
+    t.notes.push_back(fmt::format(
+        "{} points measured now, {} from {}; {} decoded tokens x {} repetition(s) x {} rounds, {} threads",
+        grid.measured_now, grid.reused, store.string(), m.gen, m.reps, m.rounds, m.threads));
     if (!o->out.empty()) {
       fs::create_directories(o->out);
       reports::WriteFileAtomic(fs::path(o->out) / "measure.csv", reports::ToCsv(t));

@@ -338,14 +338,21 @@ void RunProbe(const ProbeOptions& o) {
             k.at("op_overhead").at("ops").get<int>(), k.at("op_overhead").at("elements").get<int>(), kthreads, reps,
             d.dispatch_overhead_s) +
         busy;
-    const auto& at = k.at("attention");
+    // Attention as llama.cpp runs it without flash attention (lifeline
+    // measure's default): its rate over the peak is the efficiency of the
+    // roofline's unfused attention operators (QK, softmax, PV; each charged
+    // max(compute, memory)). The flash-attention kernel is recorded beside it.
+    const auto& au = k.at("attention_unfused");
+    const auto& af = k.at("attention");
+    d.attention_compute_efficiency = std::min(1.0, au.at("flops_per_s").get<double>() / d.compute_ops_per_s);
     d.sources["efficiency.attention_compute"] = fmt::format(
-        "1: assumption, not set from a measurement (the roofline charges fused attention compute + memory). For "
-        "reference, lifeline-llama kernels timed ggml_flash_attn_ext of one query over {} f16 K/V rows, {} heads / "
-        "{} KV heads of {}: {:.4g} s per head x context token, {:.4g} flop/s, {:.4g} GB/s of K/V",
-        at.at("context_tokens").get<int64_t>(), at.at("n_head").get<int64_t>(), at.at("n_head_kv").get<int64_t>(),
-        at.at("head_dim").get<int64_t>(), at.at("s_per_head_token").get<double>(), at.at("flops_per_s").get<double>(),
-        at.at("kv_bytes_per_s").get<double>() / 1e9);
+        "measured by `lifeline probe` through lifeline-llama kernels: ggml mul_mat(K, q) + soft_max + "
+        "mul_mat(V^T, p) of one query over {} f16 K/V rows, {} heads / {} KV heads of {} (llama.cpp's graph "
+        "without flash attention): {:.4g} flop/s over the peak; with flash attention (ggml_flash_attn_ext) "
+        "{:.4g} flop/s. Applies to unfused attention (fusion none); fused attention is charged compute + memory",
+        au.at("context_tokens").get<int64_t>(), au.at("n_head").get<int64_t>(), au.at("n_head_kv").get<int64_t>(),
+        au.at("head_dim").get<int64_t>(), au.at("flops_per_s").get<double>(), af.at("flops_per_s").get<double>()) +
+        busy;
   } else {
     const std::string why =
         o.kernels == "off"

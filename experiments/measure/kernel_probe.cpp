@@ -302,23 +302,34 @@ double ProbeOpOverhead(const CpuBackend& be, int reps) {
   return be.Best(g, std::max(3, reps)) / kOverheadOps;
 }
 
-json ProbeAttention(const CpuBackend& be, const KernelProbeOptions& o) {
+// `fused`: ggml_flash_attn_ext (llama.cpp with flash attention on); otherwise
+// the graph llama.cpp builds without it: KQ = K q (per KV head, broadcast to
+// its query heads), softmax, then V^T (stored transposed) times the
+// probabilities.
+json ProbeAttention(const CpuBackend& be, const KernelProbeOptions& o, bool fused) {
   constexpr int64_t kHeads = 16, kKvHeads = 8, kDim = 128, kCtx = 4096;
   const int64_t kv_layer_bytes = 2 * kCtx * kKvHeads * kDim * 2;  // K and V, f16
   // Several layers' K/V (~matrix_mb / 2 MiB in all), one query each, so the
   // cache is read from memory as in a decode step.
   const int64_t layers = std::clamp<int64_t>(static_cast<int64_t>(o.matrix_mb) * kMiB / 2 / kv_layer_bytes, 1, 16);
-  CtxPtr ctx = MetaContext(static_cast<size_t>(3 * layers + 8), static_cast<size_t>(layers) + 16);
+  CtxPtr ctx = MetaContext(static_cast<size_t>(6 * layers + 8), static_cast<size_t>(4 * layers) + 16);
   ggml_tensor* q = ggml_new_tensor_3d(ctx.get(), GGML_TYPE_F32, kDim, 1, kHeads);
   std::vector<ggml_tensor*> kv;
-  ggml_cgraph* g = ggml_new_graph_custom(ctx.get(), static_cast<size_t>(layers) + 16, false);
+  ggml_cgraph* g = ggml_new_graph_custom(ctx.get(), static_cast<size_t>(4 * layers) + 16, false);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kDim));
   for (int64_t l = 0; l < layers; ++l) {
     ggml_tensor* k = ggml_new_tensor_3d(ctx.get(), GGML_TYPE_F16, kDim, kCtx, kKvHeads);
-    ggml_tensor* v = ggml_new_tensor_3d(ctx.get(), GGML_TYPE_F16, kDim, kCtx, kKvHeads);
+    ggml_tensor* v = fused ? ggml_new_tensor_3d(ctx.get(), GGML_TYPE_F16, kDim, kCtx, kKvHeads)
+                           : ggml_new_tensor_3d(ctx.get(), GGML_TYPE_F16, kCtx, kDim, kKvHeads);
     kv.push_back(k);
     kv.push_back(v);
-    ggml_build_forward_expand(
-        g, ggml_flash_attn_ext(ctx.get(), q, k, v, nullptr, 1.0f / std::sqrt(static_cast<float>(kDim)), 0.0f, 0.0f));
+    if (fused) {
+      ggml_build_forward_expand(g, ggml_flash_attn_ext(ctx.get(), q, k, v, nullptr, scale, 0.0f, 0.0f));
+    } else {
+      ggml_tensor* kq = ggml_mul_mat(ctx.get(), k, q);                       // (ctx, 1, heads)
+      ggml_tensor* p = ggml_soft_max_ext(ctx.get(), kq, nullptr, scale, 0.0f);
+      ggml_build_forward_expand(g, ggml_mul_mat(ctx.get(), v, p));          // (dim, 1, heads)
+    }
   }
   BufPtr buf = Alloc(ctx.get(), be.cpu_buft(), "attention K/V");
   const std::vector<float> kvf = Uniform(static_cast<size_t>(kDim * kCtx * kKvHeads), 5);
@@ -330,7 +341,8 @@ json ProbeAttention(const CpuBackend& be, const KernelProbeOptions& o) {
 
   const double best = be.Best(g, o.reps);
   const double head_tokens = static_cast<double>(layers * kHeads * kCtx);
-  return {{"n_head", kHeads},
+  return {{"kernel", fused ? "flash_attn_ext" : "mul_mat + soft_max + mul_mat"},
+          {"n_head", kHeads},
           {"n_head_kv", kKvHeads},
           {"head_dim", kDim},
           {"context_tokens", kCtx},
@@ -382,7 +394,8 @@ json ProbeKernels(const KernelProbeOptions& o) {
   out["matvec"] = mv;
   out["op_overhead_s"] = ProbeOpOverhead(be, o.reps);
   out["op_overhead"] = {{"op", "add"}, {"ops", kOverheadOps}, {"elements", kOverheadElems}};
-  out["attention"] = ProbeAttention(be, o);
+  out["attention"] = ProbeAttention(be, o, /*fused=*/true);
+  out["attention_unfused"] = ProbeAttention(be, o, /*fused=*/false);
   out["ggml_system_info"] = SystemInfo(be);
   out["ggml_version"] = ggml_version();
   out["ggml_commit"] = ggml_commit();

@@ -99,10 +99,10 @@ fs::path EnsureGguf(const ModelArch& arch, const QuantPlan& plan, uint64_t seed,
   return path;
 }
 
-CompiledGraph ForecastGraph(const ModelArch& arch, const QuantPlan& plan) {
+CompiledGraph ForecastGraph(const ModelArch& arch, const QuantPlan& plan, bool fused_attention) {
   BuildOptions b;
   b.fidelity = Fidelity::kExact;
-  b.fusion = FusionMode::kPaper;
+  b.fusion = fused_attention ? FusionMode::kPaper : FusionMode::kNone;
   b.phase = Phase::kDecode;
   b.batch = 1;
   return CompiledGraph(BuildModelGraph(arch, plan, b));
@@ -116,13 +116,13 @@ double ForecastTps(const CompiledGraph& g, const DeviceSpec& device, int64_t con
 }
 
 double ForecastTps(const ModelArch& arch, const QuantPlan& plan, const DeviceSpec& device, int64_t context_tokens,
-                   int gen) {
-  return ForecastTps(ForecastGraph(arch, plan), device, context_tokens, gen);
+                   int gen, bool fused_attention) {
+  return ForecastTps(ForecastGraph(arch, plan, fused_attention), device, context_tokens, gen);
 }
 
-std::vector<MeasuredPoint> MeasureModel(const std::string& model_name, const ModelArch& arch,
-                                        const std::string& plan_name, const QuantPlan& plan,
-                                        const std::vector<int64_t>& contexts, const MeasureOptions& o) {
+namespace {
+
+void CheckContexts(const ModelArch& arch, const std::vector<int64_t>& contexts, const MeasureOptions& o) {
   for (int64_t c : contexts) {
     if (c < 0 || (arch.max_position_embeddings > 0 && c + o.gen + o.warmup > arch.max_position_embeddings)) {
       throw MakeConfigError("--context", std::to_string(c), "outside the model's context",
@@ -132,75 +132,57 @@ std::vector<MeasuredPoint> MeasureModel(const std::string& model_name, const Mod
                             "");
     }
   }
-  const fs::path gguf = EnsureGguf(arch, plan, o.seed, o.gguf_cache, o.progress);
-  std::map<int64_t, MeasuredPoint> done;
-  std::vector<int64_t> pending = contexts;
-  for (int attempt = 1; !pending.empty(); ++attempt) {
-    std::string depths;
-    for (int64_t c : pending) depths += (depths.empty() ? "" : ",") + std::to_string(c);
-    if (o.progress) {
-      std::fprintf(stderr, "measure: %s %s contexts %s (attempt %d)\n", model_name.c_str(), plan_name.c_str(),
-                   depths.c_str(), attempt);
-    }
-    std::vector<std::string> args = {"bench",   gguf.string(),          "--depths",  depths,
-                                     "--gen",   std::to_string(o.gen),  "--reps",    std::to_string(o.reps),
-                                     "--warmup", std::to_string(o.warmup), "--threads", std::to_string(o.threads),
-                                     "--fill",  o.fill,                 "--seed",    std::to_string(o.seed),
-                                     "--gpu-layers", std::to_string(o.gpu_layers)};
-    // Prefill is timed once, with the first attempt.
-    if (o.prompt_tokens > 0 && attempt == 1) {
-      args.push_back("--prompt");
-      args.push_back(std::to_string(o.prompt_tokens));
-    }
-    const json r = RunLlamaDriver(args);
-    std::optional<double> prefill;
-    if (r.contains("prefill") && !r["prefill"].is_null()) {
-      std::vector<double> v;
-      for (const auto& rep : r["prefill"]["reps"]) v.push_back(rep["tokens_per_s"].get<double>());
-      prefill = Median(v);
-    }
-    std::vector<int64_t> again;
-    for (const auto& d : r["decode"]) {
-      MeasuredPoint p;
-      p.model = model_name;
-      p.plan = plan_name;
-      p.context_tokens = d["depth"].get<int64_t>();
-      for (const auto& rep : d["reps"]) {
-        p.rep_tps.push_back(rep["tokens_per_s"].get<double>());
-        p.other_cpu_share = std::max(p.other_cpu_share, rep["other_cpu_share"].get<double>());
-        p.steal_share = std::max(p.steal_share, rep["steal_share"].get<double>());
-      }
-      p.tps_median = Median(p.rep_tps);
-      p.tps_min = *std::min_element(p.rep_tps.begin(), p.rep_tps.end());
-      p.tps_max = *std::max_element(p.rep_tps.begin(), p.rep_tps.end());
-      p.attempts = attempt;
-      p.prefill_tps = prefill ? prefill : (done.count(p.context_tokens) ? done[p.context_tokens].prefill_tps : prefill);
-      p.raw = d;
-      p.raw["model_desc"] = r["model_desc"];
-      p.raw["model_size_bytes"] = r["model_size_bytes"];
-      p.raw["model_n_params"] = r["model_n_params"];
-      p.raw["system_info"] = r["system_info"];
-      p.raw["gguf"] = gguf.filename().string();
-      const bool busy = p.other_cpu_share > o.max_other_cpu_share;
-      if (busy && attempt < o.max_attempts) {
-        if (o.progress) {
-          std::fprintf(stderr, "measure: context %lld: other processes took %.0f%% of the CPUs; measuring again\n",
-                       static_cast<long long>(p.context_tokens), 100 * p.other_cpu_share);
-        }
-        again.push_back(p.context_tokens);
-        done[p.context_tokens] = p;  // keeps the prefill figure for the retry
-        continue;
-      }
-      p.noisy = busy;
-      done[p.context_tokens] = p;
-    }
-    pending = again;
-    if (!pending.empty()) sleep(5);  // let the other work pass
+}
+
+// One repetition of one point as the driver reported it.
+struct Sample {
+  double tps = 0, other_cpu_share = 0, steal_share = 0;
+};
+
+// One llama.cpp process: `reps` repetitions at each context.
+struct DriverRun {
+  std::map<int64_t, std::vector<Sample>> samples;
+  std::map<int64_t, json> raw;  // per context: the driver's record (per-token times, kv cells)
+  std::optional<double> prefill_tps;
+  json model_info;
+};
+
+DriverRun RunOnce(const fs::path& gguf, const std::vector<int64_t>& contexts, int reps, bool prefill,
+                  const MeasureOptions& o) {
+  std::string depths;
+  for (int64_t c : contexts) depths += (depths.empty() ? "" : ",") + std::to_string(c);
+  std::vector<std::string> args = {"bench",      gguf.string(),             "--depths",  depths,
+                                   "--gen",      std::to_string(o.gen),     "--reps",    std::to_string(reps),
+                                   "--warmup",   std::to_string(o.warmup),  "--threads", std::to_string(o.threads),
+                                   "--fill",     o.fill,                    "--seed",    std::to_string(o.seed),
+                                   "--flash-attn", o.flash_attn ? "on" : "off",
+                                   "--gpu-layers", std::to_string(o.gpu_layers)};
+  if (prefill && o.prompt_tokens > 0) {
+    args.push_back("--prompt");
+    args.push_back(std::to_string(o.prompt_tokens));
   }
-  std::vector<MeasuredPoint> out;
-  for (int64_t c : contexts) out.push_back(done.at(c));
+  const json r = RunLlamaDriver(args);
+  DriverRun out;
+  out.model_info = {{"model_desc", r["model_desc"]}, {"model_size_bytes", r["model_size_bytes"]},
+                    {"model_n_params", r["model_n_params"]}, {"system_info", r["system_info"]},
+                    {"flash_attn", r["flash_attn"]}, {"gguf", gguf.filename().string()}};
+  if (r.contains("prefill") && !r["prefill"].is_null()) {
+    std::vector<double> v;
+    for (const auto& rep : r["prefill"]["reps"]) v.push_back(rep["tokens_per_s"].get<double>());
+    out.prefill_tps = Median(v);
+  }
+  for (const auto& d : r["decode"]) {
+    const int64_t c = d["depth"].get<int64_t>();
+    for (const auto& rep : d["reps"]) {
+      out.samples[c].push_back({rep["tokens_per_s"].get<double>(), rep["other_cpu_share"].get<double>(),
+                                rep["steal_share"].get<double>()});
+    }
+    out.raw[c] = d;
+  }
   return out;
 }
+
+}  // namespace
 
 namespace {
 
@@ -227,6 +209,8 @@ sweep::SweepCell MeasuredCell(const std::string& model, const ModelArch& arch, c
               {"threads", m.threads},
               {"gen", m.gen},
               {"reps", m.reps},
+              {"rounds", m.rounds},
+              {"flash_attn", m.flash_attn},
               {"warmup", m.warmup},
               {"fill", m.fill},
               {"seed", m.seed},
@@ -247,6 +231,7 @@ GridResult MeasureGrid(const std::vector<std::string>& models, const std::vector
   std::vector<sweep::SweepCell> cells;
   for (const auto& m : models) {
     arch[m] = ResolveModelArch(m);
+    CheckContexts(arch[m], contexts, o);
     for (const auto& p : plans) {
       plan[m + "|" + p] = ResolveQuantPlan(p, arch[m]);
       // Fail before measuring anything when a model cannot be written in a plan's formats.
@@ -261,51 +246,136 @@ GridResult MeasureGrid(const std::vector<std::string>& models, const std::vector
   const auto statuses = store.Statuses();
   const sweep::Owner self = sweep::Owner::Self();
   GridResult out;
+
+  // The (model, plan) groups with points to measure, in the order given.
+  struct Group {
+    std::string model, plan;
+    fs::path gguf;
+    std::vector<std::string> ids;
+    std::vector<int64_t> contexts;
+    std::map<int64_t, std::vector<Sample>> clean, busy;
+    std::map<int64_t, json> raw;
+    json info;
+    std::optional<double> prefill_tps;
+    int runs = 0;
+  };
+  std::vector<Group> groups;
   size_t k = 0;
   for (const auto& m : models) {
     for (const auto& p : plans) {
-      std::vector<std::string> ids;
-      std::vector<int64_t> todo;
+      Group g;
+      g.model = m;
+      g.plan = p;
       for (int64_t c : contexts) {
         const auto& cell = cells[k++];
         if (statuses.at(cell.id) == sweep::CellStatus::kDone) {
           ++out.reused;
           continue;
         }
-        ids.push_back(cell.id);
-        todo.push_back(c);
+        g.ids.push_back(cell.id);
+        g.contexts.push_back(c);
       }
-      if (ids.empty()) continue;
-      const auto claimed = store.Claim(ids, self, {sweep::CellStatus::kPending, sweep::CellStatus::kFailed});
-      if (claimed.size() != ids.size()) {
-        throw Error("another process is measuring " + m + " " + p + " into " + store_path.string() +
-                    "; wait for it or use another --store");
+      if (!g.ids.empty()) groups.push_back(std::move(g));
+    }
+  }
+  for (auto& g : groups) {
+    if (store.Claim(g.ids, self, {sweep::CellStatus::kPending, sweep::CellStatus::kFailed}).size() != g.ids.size()) {
+      throw Error("another process is measuring " + g.model + " " + g.plan + " into " + store_path.string() +
+                  "; wait for it or use another --store");
+    }
+  }
+  try {
+    for (auto& g : groups) {
+      g.gguf = EnsureGguf(arch[g.model], plan[g.model + "|" + g.plan], o.seed, o.gguf_cache, o.progress);
+    }
+    // Rounds: every group once per round, so the formats of a model are
+    // measured close together in time and a slow spell of the machine is
+    // spread over all of them rather than landing on one. A repetition during
+    // which other processes took more than the allowed CPU share is set aside;
+    // points short of clean repetitions get extra rounds, up to max_attempts - 1.
+    const int wanted = o.rounds * o.reps;
+    const int max_rounds = o.rounds + std::max(0, o.max_attempts - 1);
+    for (int round = 1; round <= max_rounds; ++round) {
+      bool any = false;
+      for (auto& g : groups) {
+        std::vector<int64_t> todo;
+        for (int64_t c : g.contexts) {
+          if (round <= o.rounds || static_cast<int>(g.clean[c].size()) < wanted) todo.push_back(c);
+        }
+        if (todo.empty()) continue;
+        any = true;
+        if (o.progress) {
+          std::fprintf(stderr, "measure: round %d: %s %s at %zu context(s)\n", round, g.model.c_str(), g.plan.c_str(),
+                       todo.size());
+        }
+        const DriverRun run = RunOnce(g.gguf, todo, o.reps, /*prefill=*/g.runs == 0, o);
+        ++g.runs;
+        if (run.prefill_tps) g.prefill_tps = run.prefill_tps;
+        g.info = run.model_info;
+        for (int64_t c : todo) {
+          for (const Sample& smp : run.samples.at(c)) {
+            (smp.other_cpu_share > o.max_other_cpu_share ? g.busy : g.clean)[c].push_back(smp);
+          }
+          g.raw[c] = run.raw.at(c);
+        }
       }
+      if (!any) break;
+      if (round >= o.rounds) {
+        bool short_of_clean = false;
+        for (auto& g : groups) {
+          for (int64_t c : g.contexts) short_of_clean |= static_cast<int>(g.clean[c].size()) < wanted;
+        }
+        if (!short_of_clean) break;
+        if (round < max_rounds) {
+          if (o.progress) std::fprintf(stderr, "measure: other processes were busy; measuring those points again\n");
+          sleep(5);
+        }
+      }
+    }
+  } catch (const Error& e) {
+    for (auto& g : groups) {
       std::vector<std::pair<std::string, sweep::CellResult>> results;
-      try {
-        const double t0 = sweep::NowSeconds();
-        const auto pts = MeasureModel(m, arch[m], p, plan[m + "|" + p], todo, o);
-        const double dt = sweep::NowSeconds() - t0;
-        for (size_t i = 0; i < pts.size(); ++i) {
-          sweep::CellResult r;
-          r.outputs = PointToJson(pts[i]);
-          r.seed = static_cast<int64_t>(o.seed);
-          r.elapsed_s = dt / static_cast<double>(pts.size());
-          results.push_back({ids[i], r});
-        }
-        out.measured_now += static_cast<int>(pts.size());
-      } catch (const Error& e) {
-        for (const auto& id : ids) {
-          sweep::CellResult r;
-          r.status = sweep::CellStatus::kFailed;
-          r.error = e.what();
-          results.push_back({id, r});
-        }
-        store.Finish(results, self);
-        throw;
+      for (const auto& id : g.ids) {
+        sweep::CellResult r;
+        r.status = sweep::CellStatus::kFailed;
+        r.error = e.what();
+        results.push_back({id, r});
       }
       store.Finish(results, self);
     }
+    throw;
+  }
+  for (auto& g : groups) {
+    std::vector<std::pair<std::string, sweep::CellResult>> results;
+    for (size_t i = 0; i < g.ids.size(); ++i) {
+      const int64_t c = g.contexts[i];
+      MeasuredPoint p;
+      p.model = g.model;
+      p.plan = g.plan;
+      p.context_tokens = c;
+      std::vector<Sample> use = g.clean[c];
+      p.noisy = static_cast<int>(use.size()) < o.rounds * o.reps;
+      if (use.empty()) use = g.busy[c];  // nothing clean: keep what there is, marked noisy
+      for (const Sample& smp : use) {
+        p.rep_tps.push_back(smp.tps);
+        p.other_cpu_share = std::max(p.other_cpu_share, smp.other_cpu_share);
+        p.steal_share = std::max(p.steal_share, smp.steal_share);
+      }
+      p.tps_median = Median(p.rep_tps);
+      p.tps_min = *std::min_element(p.rep_tps.begin(), p.rep_tps.end());
+      p.tps_max = *std::max_element(p.rep_tps.begin(), p.rep_tps.end());
+      p.attempts = g.runs;
+      p.prefill_tps = g.prefill_tps;
+      p.raw = g.raw[c];
+      p.raw.update(g.info);
+      p.raw["busy_reps_set_aside"] = g.busy[c].size();
+      sweep::CellResult r;
+      r.outputs = PointToJson(p);
+      r.seed = static_cast<int64_t>(o.seed);
+      results.push_back({g.ids[i], r});
+      ++out.measured_now;
+    }
+    store.Finish(results, self);
   }
   for (const auto& cell : cells) {
     const auto row = store.Get(cell.id);

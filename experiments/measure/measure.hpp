@@ -4,9 +4,11 @@
 // A point is (model, plan, context): the model written as a GGUF with seeded
 // random weights in the plan's ggml formats (cached), loaded by llama.cpp with
 // mmap off, its KV cache filled to the context, then batch-1 decode of `gen`
-// tokens timed `reps` times. While it runs, the CPU time other processes take
-// is measured; a point whose repetitions saw more than `max_other_cpu_share`
-// of the machine busy elsewhere is run again, and after `max_attempts` it is
+// tokens timed `reps` times per round, in `rounds` rounds over all (model,
+// plan) groups so formats are interleaved in time. While it runs, the CPU
+// time other processes take is measured; repetitions that saw more than
+// `max_other_cpu_share` of the machine busy elsewhere are set aside and
+// measured again in extra rounds; a point still short of clean repetitions is
 // kept but marked noisy. Points are cells of kind `measured` in the sweep
 // store, so an interrupted run resumes and a matrix can hold measured and
 // forecast cells side by side.
@@ -30,13 +32,15 @@ namespace lifeline::measure {
 struct MeasureOptions {
   int threads = 2;                   // llama.cpp CPU threads
   int gen = 64;                      // decoded tokens per repetition
-  int reps = 3;                      // repetitions per point
+  int reps = 1;                      // repetitions per point and round
+  int rounds = 3;                    // passes over every (model, plan): formats interleaved in time
+  bool flash_attn = false;           // llama.cpp's flash attention (on this CPU, decode at 8k is ~2x slower with it)
   int warmup = 4;                    // untimed tokens before the repetitions
   int prompt_tokens = 0;             // also time a prefill of this length (0 = no)
   std::string fill = "synth";        // KV fill: synth (random values) or prefill (computed)
   uint64_t seed = 1;                 // weights, tokens and KV values
   double max_other_cpu_share = 0.10; // other processes' share of all CPUs allowed during a repetition
-  int max_attempts = 3;              // runs of a point before it is kept as noisy
+  int max_attempts = 3;              // 1 + extra rounds for points short of clean repetitions
   int gpu_layers = 0;                // CUDA builds: layers offloaded (-1 = all)
   std::filesystem::path gguf_cache;  // where GGUF files are kept between runs
   bool progress = false;             // progress lines on stderr
@@ -62,11 +66,6 @@ struct MeasuredPoint {
 std::filesystem::path EnsureGguf(const ModelArch& arch, const QuantPlan& plan, uint64_t seed,
                                  const std::filesystem::path& cache_dir, bool progress);
 
-// Measures every context of one (model, plan) in one llama.cpp process.
-std::vector<MeasuredPoint> MeasureModel(const std::string& model_name, const ModelArch& arch,
-                                        const std::string& plan_name, const QuantPlan& plan,
-                                        const std::vector<int64_t>& contexts, const MeasureOptions& o);
-
 // Measures every (model, plan, context) the store at `store_path` does not
 // hold as done (cells of kind `measured`; a cell's identity includes the
 // measurement settings and this machine), grouped per (model, plan) so each
@@ -79,13 +78,15 @@ GridResult MeasureGrid(const std::vector<std::string>& models, const std::vector
                        const std::vector<int64_t>& contexts, const MeasureOptions& o,
                        const std::filesystem::path& store_path);
 
-// The roofline's decode TPS for the same point: exact fidelity, fused
-// attention, batch 1, averaged over the attended contexts of the timed tokens
-// (context .. context + gen - 1), as the measurement is.
+// The roofline's decode TPS for the same point: exact fidelity, batch 1,
+// averaged over the contexts the timed tokens attend to (context + 1 ..
+// context + gen), as the measurement is. Fusion follows llama.cpp's CPU
+// graph: every operator is its own kernel (`fused_attention` = flash attention
+// on: attention as one kernel).
 double ForecastTps(const ModelArch& arch, const QuantPlan& plan, const DeviceSpec& device, int64_t context_tokens,
-                   int gen);
+                   int gen, bool fused_attention = false);
 // The graph ForecastTps evaluates (build once, evaluate for many devices).
-CompiledGraph ForecastGraph(const ModelArch& arch, const QuantPlan& plan);
+CompiledGraph ForecastGraph(const ModelArch& arch, const QuantPlan& plan, bool fused_attention = false);
 double ForecastTps(const CompiledGraph& g, const DeviceSpec& device, int64_t context_tokens, int gen);
 
 // A short description of this machine (CPU model, cores) recorded with every

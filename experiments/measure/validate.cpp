@@ -86,7 +86,7 @@ ValidationReport ScoreValidation(const std::vector<MeasuredPoint>& points, const
     if (!res.plan.count(key)) {
       throw Error("validate: measured point " + key + " is not among --model/--plan");
     }
-    if (!graphs.count(key)) graphs.emplace(key, ForecastGraph(res.arch.at(p.model), res.plan.at(key)));
+    if (!graphs.count(key)) graphs.emplace(key, ForecastGraph(res.arch.at(p.model), res.plan.at(key), o.measure.flash_attn));
   }
   const auto forecast = [&](const DeviceSpec& d, const MeasuredPoint& p) {
     return ForecastTps(graphs.at(p.model + "|" + p.plan), d, p.context_tokens, o.measure.gen);
@@ -215,7 +215,9 @@ ValidationReport ScoreValidation(const std::vector<MeasuredPoint>& points, const
       {"zero_fit_gain_pct_max_abs_diff_pp", Round(MaxAbs(gain_diff_zero), 3)},
       {"threads", o.measure.threads},
       {"gen_tokens", o.measure.gen},
-      {"reps", o.measure.reps},
+      {"reps_per_round", o.measure.reps},
+      {"rounds", o.measure.rounds},
+      {"flash_attn", o.measure.flash_attn},
       {"seed", o.measure.seed},
       {"machine", MachineDescription()},
   };
@@ -274,8 +276,9 @@ void WriteOutputs(const ValidationReport& rep, const ValidateOptions& o) {
       s["calibrated_heldout_points"].dump(), s["zero_fit_median_abs_error_pct"].dump(),
       s["zero_fit_max_abs_error_pct"].dump()));
   std::string md = "# lifeline validate\n\nMachine: " + s["machine"].get<std::string>() + "; llama.cpp threads " +
-                   s["threads"].dump() + ", " + s["gen_tokens"].dump() + " decoded tokens x " + s["reps"].dump() +
-                   " repetitions per point (median). Fitted on " + s["train_model"].get<std::string>() +
+                   s["threads"].dump() + ", " + s["gen_tokens"].dump() + " decoded tokens x " + s["reps_per_round"].dump() +
+                   " repetition(s) x " + s["rounds"].dump() + " rounds per point (median; formats interleaved), flash attention " +
+                   (s["flash_attn"].get<bool>() ? "on" : "off") + ". Fitted on " + s["train_model"].get<std::string>() +
                    " at contexts " + s["train_contexts"].dump() + ": " + s["fitted_values"].dump() + ".\n\n" +
                    reports::ToMarkdown(w) + "\n" + reports::ToMarkdown(g);
   reports::WriteFileAtomic(o.out / "validation.md", md);

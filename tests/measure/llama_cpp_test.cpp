@@ -126,7 +126,7 @@ TEST(LlamaCpp, MeasureWritesItsContractAndResumesFromTheStore) {
   TempDir d("llama_measure");
   const fs::path model = WriteTinyModel(d, "llama");
   const std::vector<std::string> argv = {Lifeline(), "measure", "--model", model.string(), "--plan",
-                                         "gguf-w4,gguf-f16", "--context", "0,64", "--gen", "8", "--reps", "2",
+                                         "gguf-w4,gguf-f16", "--context", "0,64", "--gen", "8", "--reps", "1", "--rounds", "2",
                                          "--warmup", "1", "--format", "json", "--out", (d / "out").string(),
                                          "--gguf-cache", (d / "cache").string(), "--max-other-cpu", "1"};
   ProcessResult r = RunProcess(argv);

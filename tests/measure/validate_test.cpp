@@ -25,6 +25,7 @@ DeviceSpec Probed() {
   d.compute_ops_per_s = 200e9;
   d.memory_bandwidth_bytes_per_s = 40e9;
   d.memory_efficiency = 0.8;
+  d.attention_compute_efficiency = 0.2;  // the probe measures the attention kernel
   return d;
 }
 
