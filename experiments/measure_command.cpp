@@ -196,11 +196,15 @@ void AddValidateCommand(CLI::App& app) {
   c->add_option("--train-model", o->v.train_model, "the model the calibrated mode is fitted on (default: the first)");
   c->add_option("--train-context", o->train_contexts, "contexts the calibrated mode is fitted on (default 512,2048)");
   c->add_option("--fit", o->fit,
-                "device parameters the calibrated mode fits (default efficiency.linear_compute_f16, _q4_0, _q2_k, "
-                "efficiency.attention_compute, overhead.dispatch_s)");
+                "device parameters the calibrated mode fits (default efficiency.attention_compute, overhead.dispatch_s; "
+                "e.g. add efficiency.linear_compute_q4_0 to fit a format's matrix-vector rate too)");
   c->add_option("--device", o->device,
                 "the probed device YAML (default: run `lifeline probe` now and keep its file as OUT/device_probed.yaml)");
   c->add_option("--store", o->store, "measurements store (default OUT/measurements.db; finished points are reused)");
+  c->add_option("--statistic", o->v.statistic,
+                "a point's measured TPS: median of its repetitions, or best (the fastest: on a shared host, "
+                "neighbours only slow a run down)")
+      ->check(CLI::IsMember({"median", "best"}));
   AddMeasureFlags(c, o->v.measure, o->cache);
   c->callback([o] {
     measure::ValidateOptions v = o->v;

@@ -22,11 +22,12 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::vector<DeviceParam> DefaultValidateFit() {
-  // The terms the probe measures least directly: each format's matrix-vector
-  // rate inside a real decode, the attention kernel, per-operator overhead.
-  return {ParseDeviceParam("efficiency.linear_compute_f16"), ParseDeviceParam("efficiency.linear_compute_q4_0"),
-          ParseDeviceParam("efficiency.linear_compute_q2_k"), ParseDeviceParam("efficiency.attention_compute"),
-          ParseDeviceParam("overhead.dispatch_s")};
+  // What the probe measures least directly: attention inside a real decode
+  // graph and the per-operator cost. The per-format matrix-vector rates are
+  // measured kernel by kernel and kept: fitted on one model shape they also
+  // absorb its per-token costs and then mispredict other shapes (measured
+  // here: held-out median |error| 24% with them fitted, 14% without).
+  return {ParseDeviceParam("efficiency.attention_compute"), ParseDeviceParam("overhead.dispatch_s")};
 }
 
 namespace {
@@ -92,6 +93,14 @@ ValidationReport ScoreValidation(const std::vector<MeasuredPoint>& points, const
     return ForecastTps(graphs.at(p.model + "|" + p.plan), d, p.context_tokens, o.measure.gen);
   };
 
+  // The measured figure of a point: the median of its repetitions, or the
+  // best one (on a machine whose neighbours only ever slow it down).
+  const bool best = o.statistic == "best";
+  if (!best && o.statistic != "median") {
+    throw MakeConfigError("--statistic", o.statistic, "unknown statistic", "median or best", "");
+  }
+  const auto measured = [best](const MeasuredPoint& p) { return best ? p.tps_max : p.tps_median; };
+
   ValidationReport rep;
   rep.zero_fit_device = probed;
 
@@ -111,7 +120,7 @@ ValidationReport ScoreValidation(const std::vector<MeasuredPoint>& points, const
   }
   const auto predict = [&](const DeviceSpec& d) {
     std::vector<double> ratio;
-    for (const MeasuredPoint* p : train) ratio.push_back(forecast(d, *p) / p->tps_median);
+    for (const MeasuredPoint* p : train) ratio.push_back(forecast(d, *p) / measured(*p));
     return ratio;
   };
   rep.fit = CalibrateDevice(probed, fit, predict, std::vector<double>(train.size(), 1.0));
@@ -137,7 +146,7 @@ ValidationReport ScoreValidation(const std::vector<MeasuredPoint>& points, const
       r.plan = p.plan;
       r.mode = mode;
       r.context_tokens = p.context_tokens;
-      r.measured_tps = p.tps_median;
+      r.measured_tps = measured(p);
       r.forecast_tps = forecast(d, p);
       r.error_pct = 100.0 * (r.forecast_tps / r.measured_tps - 1.0);
       r.heldout = mode == std::string("calibrated") ? !is_train(p) : true;
@@ -163,12 +172,12 @@ ValidationReport ScoreValidation(const std::vector<MeasuredPoint>& points, const
         g.model = m;
         g.mode = mode;
         g.context_tokens = c;
-        const double mb = b->second->tps_median, mx = x->second->tps_median;
+        const double mb = measured(*b->second), mx = measured(*x->second);
         const double fb = forecast(d, *b->second), fx = forecast(d, *x->second);
         g.measured_gain_pct = 100.0 * (mx / mb - 1.0);
         g.forecast_gain_pct = 100.0 * (fx / fb - 1.0);
         if (w != by.end()) {
-          const double mw = w->second->tps_median, fw = forecast(d, *w->second);
+          const double mw = measured(*w->second), fw = forecast(d, *w->second);
           g.measured_capture_pct = 100.0 * (mx - mb) / (mw - mb);
           g.forecast_capture_pct = 100.0 * (fx - fb) / (fw - fb);
         } else {
@@ -215,6 +224,7 @@ ValidationReport ScoreValidation(const std::vector<MeasuredPoint>& points, const
       {"zero_fit_gain_pct_max_abs_diff_pp", Round(MaxAbs(gain_diff_zero), 3)},
       {"threads", o.measure.threads},
       {"gen_tokens", o.measure.gen},
+      {"statistic", o.statistic},
       {"reps_per_round", o.measure.reps},
       {"rounds", o.measure.rounds},
       {"flash_attn", o.measure.flash_attn},

@@ -31,6 +31,7 @@ struct ValidateOptions {
   std::vector<int64_t> train_contexts{512, 2048};
   std::vector<DeviceParam> fit;        // default: DefaultValidateFit()
   std::string baseline_plan = "gguf-w4", mixed_plan = "gguf-w4w2-gateup", ceiling_plan = "gguf-w2";
+  std::string statistic = "median";    // a point's measured TPS: median of its repetitions, or best
   MeasureOptions measure;
   std::filesystem::path out, store;
   std::filesystem::path device;        // probed device YAML

@@ -178,7 +178,11 @@ class Builder {
     n.k = k;
     n.n = nout;
     const double w = static_cast<double>(k) * static_cast<double>(nout);
-    n.flops = 2.0 * static_cast<double>(m) * w + (f.Quantized() ? 2.0 * w : 0.0);
+    // The paper's INTb formats carry one dequantisation multiply-add per
+    // weight; a ggml layout's dequantisation cost is its per-format linear
+    // efficiency instead (what `lifeline probe` measures per format), so its
+    // flops are the product's alone.
+    n.flops = 2.0 * static_cast<double>(m) * w + (f.Quantized() && !f.ggml ? 2.0 * w : 0.0);
     n.weight_bytes = f.Quantized() || f.ggml ? f.ValueBytes(w) : w * kActBytes;
     if (bias) n.weight_bytes += static_cast<double>(nout) * kActBytes;
     n.weight_meta_bytes = f.MetadataBytes(w);
