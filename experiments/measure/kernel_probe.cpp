@@ -1,6 +1,7 @@
 #include "experiments/measure/kernel_probe.hpp"
 
-#include <sys/resource.h>
+#include "experiments/measure/cpu_share.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,38 +42,6 @@ struct BufFree {
 using CtxPtr = std::unique_ptr<ggml_context, CtxFree>;
 using BufPtr = std::unique_ptr<ggml_backend_buffer, BufFree>;
 
-double NowS() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-// CPU time of the whole machine and of this process: a rate timed while other
-// processes ran is not a rate of this machine (ggml's threads spin at every
-// node's barrier, so one descheduled thread stalls the others).
-struct CpuSample {
-  double wall_s = 0;
-  double busy_s = 0;  // all CPUs: user + nice + system + irq + softirq
-  double self_s = 0;  // this process, all threads
-};
-
-CpuSample SampleCpu() {
-  CpuSample c;
-  c.wall_s = NowS();
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
-  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq;
-  c.busy_s = static_cast<double>(user + nice + system + irq + softirq) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  c.self_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-             1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-  return c;
-}
-
-// Share of all CPUs that other processes used between two samples.
-double OtherCpuShare(const CpuSample& a, const CpuSample& b) {
-  const double cpus = static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-  const double wall = std::max(1e-9, b.wall_s - a.wall_s);
-  return std::clamp(((b.busy_s - a.busy_s) - (b.self_s - a.self_s)) / (wall * cpus), 0.0, 1.0);
-}
 
 // A metadata-only context (tensors are placed in backend buffers later) with
 // room for `n_tensors` tensors and a graph of `graph_nodes` nodes.
@@ -129,9 +98,9 @@ class CpuBackend {
     Compute(g);
     double best = 1e300;
     for (int r = 0; r < reps; ++r) {
-      const double t0 = NowS();
+      const double t0 = NowSeconds();
       Compute(g);
-      best = std::min(best, NowS() - t0);
+      best = std::min(best, NowSeconds() - t0);
     }
     return best;
   }
@@ -265,7 +234,7 @@ json ProbeMatvec(const CpuBackend& be, ggml_type type, const char* name, const K
   j["n"] = n;
   j["matrices"] = matrices;
   j["buffer_type"] = ggml_backend_buft_name(buft);
-  j["other_cpu_share"] = OtherCpuShare(c0, SampleCpu());
+  j["other_cpu_share"] = SharesBetween(c0, SampleCpu()).other;
 
   // Hot: one ~8 MiB matrix (within the last-level cache of current desktop and
   // server CPUs) used by many nodes, so its weights come from cache: the rate
@@ -405,7 +374,7 @@ json ProbeKernels(const KernelProbeOptions& o) {
   out["wall_s"] = c1.wall_s - c0.wall_s;
   // Other processes' share of all CPUs over the whole run (CPU time is
   // counted in clock ticks: noise of ~0.01 / wall_s).
-  out["other_cpu_share"] = OtherCpuShare(c0, c1);
+  out["other_cpu_share"] = SharesBetween(c0, c1).other;
   return out;
 }
 

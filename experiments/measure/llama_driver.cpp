@@ -19,7 +19,6 @@
 // since decode time does not depend on the values but an 8k prefill of a 3B
 // model takes minutes on two cores. `--fill prefill` computes them for real.
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +37,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "experiments/measure/cpu_share.hpp"
 #include "experiments/measure/kernel_probe.hpp"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -53,44 +53,11 @@ struct DriverError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-double NowS() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double NowS() { return lifeline::measure::NowSeconds(); }
 
-// CPU time of the whole machine and of this process, to tell how much of the
-// run other processes took (a measurement on a busy machine is not reported
-// as clean).
-struct CpuSample {
-  double wall_s = 0;
-  double busy_s = 0;   // all CPUs: user + nice + system + irq + softirq
-  double steal_s = 0;  // time the hypervisor gave to other guests
-  double self_s = 0;   // this process, all threads
-};
-
-CpuSample SampleCpu() {
-  CpuSample s;
-  s.wall_s = NowS();
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
-  const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
-  s.busy_s = static_cast<double>(user + nice + system + irq + softirq) / hz;
-  s.steal_s = static_cast<double>(steal) / hz;
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  s.self_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-             static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-  return s;
-}
-
-json CpuShare(const CpuSample& a, const CpuSample& b) {
-  const double wall = std::max(b.wall_s - a.wall_s, 1e-9);
-  const double ncpu = static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN));
-  const double other = std::max(0.0, (b.busy_s - a.busy_s) - (b.self_s - a.self_s));
-  return json{{"other_cpu_share", other / (wall * ncpu)},
-              {"steal_share", std::max(0.0, b.steal_s - a.steal_s) / (wall * ncpu)},
-              {"self_cpu_share", (b.self_s - a.self_s) / (wall * ncpu)}};
+json CpuShare(const lifeline::measure::CpuSample& a, const lifeline::measure::CpuSample& b) {
+  const auto s = lifeline::measure::SharesBetween(a, b);
+  return json{{"other_cpu_share", s.other}, {"steal_share", s.steal}, {"self_cpu_share", s.self}};
 }
 
 std::vector<int> ParseIntList(const std::string& s, const char* what) {
@@ -536,14 +503,14 @@ json Bench(const std::string& path, const BenchOptions& o) {
       SetState(h.ctx, state, "restored");
       std::vector<double> token_s;
       token_s.reserve(static_cast<size_t>(o.gen));
-      const CpuSample c0 = SampleCpu();
+      const auto c0 = lifeline::measure::SampleCpu();
       for (int i = 0; i < o.gen; ++i) {
         llama_token t = random_token();
         const double a = NowS();
         Decode(h.ctx, llama_batch_get_one(&t, 1), "decode");
         token_s.push_back(NowS() - a);
       }
-      const CpuSample c1 = SampleCpu();
+      const auto c1 = lifeline::measure::SampleCpu();
       double total = 0;
       for (double s : token_s) total += s;
       json rep = {{"tokens", o.gen}, {"seconds", total}, {"tokens_per_s", o.gen / total}, {"token_s", token_s}};
@@ -559,11 +526,11 @@ json Bench(const std::string& path, const BenchOptions& o) {
     json reps = json::array();
     for (int r = 0; r < o.reps; ++r) {
       llama_memory_clear(llama_get_memory(h.ctx), true);
-      const CpuSample c0 = SampleCpu();
+      const auto c0 = lifeline::measure::SampleCpu();
       const double a = NowS();
       for (int done = 0; done < o.prompt; done += 2048) decode_tokens(std::min(2048, o.prompt - done));
       const double s = NowS() - a;
-      const CpuSample c1 = SampleCpu();
+      const auto c1 = lifeline::measure::SampleCpu();
       json rep = {{"tokens", o.prompt}, {"seconds", s}, {"tokens_per_s", o.prompt / s}};
       rep.update(CpuShare(c0, c1));
       reps.push_back(rep);
