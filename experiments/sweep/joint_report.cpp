@@ -82,7 +82,22 @@ JointReport BuildJointReport(const std::vector<CellRow>& rows, const JointReport
       }
       continue;
     }
-    const json& in = r.inputs;
+    json in = r.inputs;
+    bool tps_key_is_median = false;
+    if (r.kind == CellKind::kMeasured) {
+      // A llama.cpp decode (`lifeline measure`/`validate`): shown as a device
+      // column "measured: <machine>" beside the forecasts of the same model,
+      // plan and context made with the fidelity and fusion the measurement's
+      // forecast uses (exact; unfused unless flash attention was on).
+      in = {{"model", r.inputs.at("model")},
+            {"fidelity", "exact"},
+            {"fusion", r.inputs.value("flash_attn", false) ? "paper" : "none"},
+            {"batch", 1},
+            {"device", "measured: " + r.inputs.value("machine", std::string("this machine"))},
+            {"plan", r.inputs.at("plan")},
+            {"context", r.inputs.at("context_tokens")}};
+      tps_key_is_median = true;
+    }
     Group& g = groups[{in["model"].get<std::string>(), in["fidelity"].get<std::string>(),
                        in["fusion"].get<std::string>(), in["batch"].get<int64_t>()}];
     g.model = in["model"].get<std::string>();
@@ -95,7 +110,7 @@ JointReport BuildJointReport(const std::vector<CellRow>& rows, const JointReport
     g.plans.insert(plan);
     g.contexts.insert(ctx);
     if (r.status == CellStatus::kDone) {
-      g.tps[{plan, ctx, dev}] = r.outputs.at("tps").get<double>();
+      g.tps[{plan, ctx, dev}] = r.outputs.at(tps_key_is_median ? "tps_median" : "tps").get<double>();
     } else {
       g.tps[{plan, ctx, dev}] = CellStatusName(r.status);
     }
