@@ -17,7 +17,10 @@ struct CpuSample {
 };
 CpuSample SampleCpu();
 
-// Shares of all CPUs' time between two samples, each in [0, 1].
+// Shares of all CPUs' time between two samples, each clamped to [0, 1].
+// /proc/stat counts in clock ticks (10 ms): over a span of T seconds a share
+// is only known to about 0.01 / T, so only repetitions of a second or more
+// (every real measurement) are judged finely.
 struct CpuShares {
   double other = 0;  // other processes
   double steal = 0;  // hypervisor steal
