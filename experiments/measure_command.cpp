@@ -88,7 +88,9 @@ void AddMeasureFlags(CLI::App* c, MeasureOptions& m, std::string& cache) {
                 "largest share of all CPUs other processes may take during a repetition before the point is "
                 "measured again")
       ->check(CLI::Range(0.0, 1.0));
-  c->add_option("--attempts", m.max_attempts, "runs of a busy point before it is kept and marked noisy")
+  c->add_option("--attempts", m.max_attempts,
+                "1 + the extra rounds allowed for points short of clean repetitions; after them a point is kept "
+                "and marked noisy")
       ->check(CLI::Range(1, 20));
   c->add_option("--gpu-layers", m.gpu_layers, "layers offloaded to the GPU (CUDA build of llama.cpp; -1 = all)");
   c->add_option("--gguf-cache", cache, "where generated GGUF files are kept (default ~/.cache/lifeline/gguf)");

@@ -230,16 +230,13 @@ json Logits(const std::string& path, const std::vector<int>& tokens, int generat
     if (i + 1 == tokens.size()) last.assign(row, row + n_vocab);
   }
   json generated = json::array();
-  llama_pos pos = static_cast<llama_pos>(tokens.size());
   for (int i = 0; i < generate; ++i) {
     llama_token next = static_cast<llama_token>(std::max_element(last.begin(), last.end()) - last.begin());
     generated.push_back(next);
     llama_batch one = llama_batch_get_one(&next, 1);
-    (void)pos;
     Decode(h.ctx, one, "greedy generation");
     const float* row = llama_get_logits_ith(h.ctx, -1);
     last.assign(row, row + n_vocab);
-    ++pos;
   }
   return json{{"n_vocab", n_vocab}, {"tokens", tokens}, {"kv_type", ggml_type_name(kv_type)}, {"logits", logits},
               {"generated", generated}};

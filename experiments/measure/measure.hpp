@@ -50,12 +50,12 @@ struct MeasureOptions {
 struct MeasuredPoint {
   std::string model, plan;      // names as given (zoo name / preset)
   int64_t context_tokens = 0;   // KV entries present before the timed tokens
-  std::vector<double> rep_tps;  // tokens/s of each repetition (the kept attempt)
+  std::vector<double> rep_tps;  // tokens/s of each clean repetition (all, when none was clean)
   double tps_median = 0, tps_min = 0, tps_max = 0;
-  double other_cpu_share = 0;   // largest over the kept attempt's repetitions
+  double other_cpu_share = 0;   // largest over those repetitions
   double steal_share = 0;       // largest hypervisor steal share over them
-  bool noisy = false;           // still above the threshold after max_attempts
-  int attempts = 0;
+  bool noisy = false;           // short of rounds x reps clean repetitions after the extra rounds
+  int attempts = 0;             // llama.cpp runs of its (model, plan) group
   std::optional<double> prefill_tps;  // prompt_tokens / seconds (median), when asked
   nlohmann::json raw;           // the driver's JSON for this point (per-token times, system info)
 };
