@@ -20,30 +20,14 @@
 #include "roofline/common/error.hpp"
 #include "roofline/common/paths.hpp"
 #include "roofline/common/yaml_util.hpp"
+#include "tests/experiments/test_util.hpp"
 
 namespace lifeline::measure {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under the system temp dir, removed by the destructor.
-class TempDir {
- public:
-  explicit TempDir(const std::string& name)
-      : path_(fs::temp_directory_path() / ("lifeline_gguf_" + name + "_" + std::to_string(getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& s) const { return path_ / s; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using sweep::testing::TempDir;
 
 std::vector<uint8_t> FileBytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -19,6 +19,7 @@
 #include "roofline/spec/ggml_format.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "roofline/spec/quant_plan.hpp"
+#include "tests/experiments/test_util.hpp"
 
 namespace lifeline::measure {
 namespace {
@@ -26,22 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-class TempDir {
- public:
-  explicit TempDir(const std::string& name)
-      : path_(fs::temp_directory_path() / ("lifeline_" + name + "_" + std::to_string(getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& s) const { return path_ / s; }
-
- private:
-  fs::path path_;
-};
+using sweep::testing::TempDir;
 
 // A small model both llama.cpp architectures can hold: rows of 256 fit every
 // block size, including the k-quants' 256.
