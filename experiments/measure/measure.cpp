@@ -55,14 +55,14 @@ json PlanJson(const QuantPlan& p) {
   return json{{"rules", rules}, {"kv_cache_dtype", KvDtypeName(p.kv_dtype)}};
 }
 
+}  // namespace
+
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
-
-}  // namespace
 
 std::string MachineDescription() {
   std::ifstream in("/proc/cpuinfo");

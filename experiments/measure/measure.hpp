@@ -93,6 +93,9 @@ double ForecastTps(const CompiledGraph& g, const DeviceSpec& device, int64_t con
 // measurement: a point measured elsewhere is a different cell.
 std::string MachineDescription();
 
+// Median of `v` (mean of the middle two for an even count; 0 when empty).
+double Median(std::vector<double> v);
+
 nlohmann::json PointToJson(const MeasuredPoint& p);
 MeasuredPoint PointFromJson(const nlohmann::json& j);
 
