@@ -9,9 +9,9 @@
 
 #include "experiments/commands.hpp"
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
-#include "roofline/eval/paper.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
+#include "experiments/paper/paper.hpp"
 
 namespace lifeline::cli {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "experiments/commands.hpp"
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/eval/evaluator.hpp"
 
 namespace lifeline::cli {

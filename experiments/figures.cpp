@@ -6,7 +6,7 @@
 #include <cmath>
 #include <map>
 
-#include "experiments/paper_report.hpp"
+#include "experiments/paper/paper_report.hpp"
 #include "reports/plot.hpp"
 #include "roofline/eval/evaluator.hpp"
 

@@ -5,11 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "experiments/whatif.hpp"
+#include "experiments/whatif_tables.hpp"
 #include "reports/html.hpp"
 #include "reports/plot.hpp"
 #include "reports/table.hpp"
-#include "roofline/eval/paper.hpp"
+#include "experiments/paper/paper.hpp"
 
 namespace lifeline::cli {
 

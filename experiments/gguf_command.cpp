@@ -11,7 +11,7 @@
 
 #include "experiments/commands.hpp"
 #include "experiments/measure/gguf_model.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "roofline/spec/quant_plan.hpp"
 

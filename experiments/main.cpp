@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "experiments/commands.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #ifdef LIFELINE_HAVE_TORCH
 #include "recovery/cli/recover_command.hpp"
 #endif

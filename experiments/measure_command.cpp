@@ -10,9 +10,9 @@
 #include "experiments/measure/measure.hpp"
 #include "experiments/measure/validate.hpp"
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
-#include "roofline/common/subprocess.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
+#include "common/subprocess.hpp"
 
 namespace lifeline::cli {
 namespace {

@@ -31,8 +31,8 @@
 #include "experiments/commands.hpp"
 #include "experiments/measure/llama_runner.hpp"
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/error.hpp"
+#include "common/yaml_util.hpp"
 #include "roofline/spec/device_spec.hpp"
 
 namespace lifeline::cli {

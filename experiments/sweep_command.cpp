@@ -15,7 +15,7 @@
 #include "experiments/sweep/slurm.hpp"
 #include "experiments/sweep/store.hpp"
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::cli {
 

@@ -9,10 +9,10 @@
 #include <memory>
 
 #include "experiments/commands.hpp"
-#include "experiments/whatif.hpp"
+#include "experiments/whatif_tables.hpp"
 #include "experiments/figures.hpp"
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::cli {
 namespace {

@@ -14,7 +14,7 @@
 #include <fmt/ranges.h>
 
 #include "experiments/measure/ggml_quant.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::measure {
 

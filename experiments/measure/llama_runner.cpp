@@ -4,8 +4,8 @@
 
 #include <cstdlib>
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/subprocess.hpp"
+#include "common/error.hpp"
+#include "common/subprocess.hpp"
 
 namespace lifeline::measure {
 

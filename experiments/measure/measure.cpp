@@ -13,7 +13,7 @@
 #include "experiments/measure/llama_runner.hpp"
 #include "experiments/sweep/sha256.hpp"
 #include "experiments/sweep/store.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/eval/evaluator.hpp"
 #include "roofline/graph/op_graph.hpp"
 

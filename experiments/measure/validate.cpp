@@ -12,7 +12,7 @@
 #include "experiments/sweep/store.hpp"
 #include "reports/plot.hpp"
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "roofline/spec/quant_plan.hpp"
 

@@ -5,8 +5,8 @@
 #include <chrono>
 
 #include "experiments/sweep/sha256.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
 #include "roofline/eval/evaluator.hpp"
 #include "roofline/graph/op_graph.hpp"
 #include "roofline/spec/device_spec.hpp"

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "experiments/sweep/slurm.hpp"
-#include "roofline/eval/paper.hpp"
+#include "experiments/paper/paper.hpp"
 
 namespace lifeline::sweep {
 

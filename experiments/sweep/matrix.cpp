@@ -9,9 +9,9 @@
 #include <set>
 
 #include "experiments/sweep/sha256.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
+#include "common/yaml_util.hpp"
 #include "roofline/graph/op_graph.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"

@@ -7,7 +7,7 @@
 
 #include "experiments/sweep/cell_exec.hpp"
 #include "experiments/sweep/sha256.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 #ifdef LIFELINE_HAVE_TORCH
 #include <yaml-cpp/yaml.h>

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "experiments/sweep/cell_exec.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::sweep {
 

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::sweep {
 

@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/subprocess.hpp"
+#include "common/error.hpp"
+#include "common/subprocess.hpp"
 
 namespace lifeline::sweep {
 

@@ -10,7 +10,7 @@
 #include <random>
 #include <thread>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 #ifndef LIFELINE_VERSION
 #define LIFELINE_VERSION "unknown"

@@ -10,8 +10,8 @@
 #include <sstream>
 #include <utility>
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/error.hpp"
+#include "common/yaml_util.hpp"
 #include "roofline/eval/evaluator.hpp"
 
 namespace lifeline {

@@ -9,7 +9,7 @@
 
 #include <boost/graph/topological_sort.hpp>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/graph/op_graph.hpp"
 
 namespace lifeline {

@@ -7,9 +7,9 @@
 #include <sstream>
 #include <vector>
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
+#include "common/yaml_util.hpp"
 
 namespace lifeline {
 

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
+#include "common/yaml_util.hpp"
 
 namespace lifeline {
 namespace {

@@ -1,7 +1,7 @@
 #include "roofline/spec/quant_plan.hpp"
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/error.hpp"
+#include "common/yaml_util.hpp"
 
 namespace lifeline {
 

@@ -6,7 +6,7 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
-#include "experiments/whatif.hpp"
+#include "roofline/whatif/whatif.hpp"
 
 namespace lifeline::whatif {
 namespace {

@@ -17,9 +17,9 @@
 #include "experiments/measure/ggml_quant.hpp"
 #include "experiments/measure/gguf_model.hpp"
 #include "experiments/measure/gguf_writer.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
+#include "common/yaml_util.hpp"
 #include "tests/experiments/test_util.hpp"
 
 namespace lifeline::measure {

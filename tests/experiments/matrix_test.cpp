@@ -7,7 +7,7 @@
 
 #include "experiments/sweep/matrix.hpp"
 #include "experiments/sweep/sha256.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "tests/experiments/test_util.hpp"
 
 namespace lifeline::sweep {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "roofline/common/subprocess.hpp"
+#include "common/subprocess.hpp"
 #include "roofline/spec/device_spec.hpp"
 
 namespace lifeline {

@@ -10,11 +10,11 @@
 #include <sstream>
 #include <sys/wait.h>
 
-#include "experiments/paper_report.hpp"
+#include "experiments/paper/paper_report.hpp"
 #include "experiments/sweep/joint_report.hpp"
 #include "experiments/sweep/runner.hpp"
-#include "roofline/common/paths.hpp"
-#include "roofline/eval/paper.hpp"
+#include "common/paths.hpp"
+#include "experiments/paper/paper.hpp"
 #include "tests/experiments/test_util.hpp"
 
 namespace lifeline::sweep {

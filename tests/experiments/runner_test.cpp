@@ -5,7 +5,7 @@
 
 #include "experiments/sweep/cell_exec.hpp"
 #include "experiments/sweep/runner.hpp"
-#include "roofline/eval/paper.hpp"
+#include "experiments/paper/paper.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "tests/experiments/test_util.hpp"

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "experiments/sweep/matrix.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/yaml_util.hpp"
 
 namespace lifeline::sweep::testing {
 

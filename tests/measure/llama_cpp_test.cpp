@@ -14,7 +14,7 @@
 
 #include "experiments/measure/gguf_model.hpp"
 #include "experiments/measure/llama_runner.hpp"
-#include "roofline/common/subprocess.hpp"
+#include "common/subprocess.hpp"
 #include "roofline/graph/op_graph.hpp"
 #include "roofline/spec/ggml_format.hpp"
 #include "roofline/spec/model_arch.hpp"

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "roofline/common/subprocess.hpp"
+#include "common/subprocess.hpp"
 
 namespace lifeline {
 namespace {

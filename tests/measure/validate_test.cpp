@@ -10,7 +10,7 @@
 #include <cmath>
 
 #include "experiments/measure/validate.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/eval/calibration.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"

@@ -6,7 +6,7 @@
 
 #include <fstream>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/graph/op_graph.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"

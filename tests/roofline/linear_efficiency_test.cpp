@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "experiments/whatif.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
+#include "roofline/whatif/whatif.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
 #include "roofline/eval/calibration.hpp"
 #include "roofline/eval/evaluator.hpp"
 #include "roofline/graph/op_graph.hpp"

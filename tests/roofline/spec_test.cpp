@@ -6,8 +6,8 @@
 #include <fstream>
 #include <regex>
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "roofline/spec/quant_plan.hpp"

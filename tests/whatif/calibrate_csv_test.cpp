@@ -6,10 +6,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/eval/calibration.hpp"
 #include "roofline/eval/evaluator.hpp"
-#include "roofline/eval/paper.hpp"
+#include "experiments/paper/paper.hpp"
 #include "tests/whatif/test_util.hpp"
 
 namespace lifeline {

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <functional>
 
-#include "roofline/common/paths.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/paths.hpp"
+#include "common/yaml_util.hpp"
 #include "roofline/spec/device_spec.hpp"
 
 namespace lifeline {

@@ -8,7 +8,7 @@
 
 #include "reports/html.hpp"
 #include "reports/plot.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "tests/whatif/test_util.hpp"
 
 namespace lifeline::reports {

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "experiments/whatif.hpp"
-#include "roofline/common/error.hpp"
+#include "experiments/whatif_tables.hpp"
+#include "common/error.hpp"
 #include "roofline/eval/evaluator.hpp"
 
 namespace lifeline::whatif {

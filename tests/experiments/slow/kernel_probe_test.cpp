@@ -12,7 +12,7 @@
 #include <string>
 
 #include "experiments/measure/llama_runner.hpp"
-#include "roofline/common/subprocess.hpp"
+#include "common/subprocess.hpp"
 #include "roofline/spec/device_spec.hpp"
 
 namespace lifeline {

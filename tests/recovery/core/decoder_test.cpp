@@ -12,7 +12,7 @@
 #include "recovery/model/decoder.hpp"
 #include "recovery/model/llama2c_checkpoint.hpp"
 #include "recovery/tokenizer/tokenizer.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "test_util.hpp"
 
 namespace lifeline::recovery {

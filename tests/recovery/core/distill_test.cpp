@@ -6,7 +6,7 @@
 #include "recovery/lora/lora_linear.hpp"
 #include "recovery/quant/rtn.hpp"
 #include "recovery/train/distill.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 namespace {

@@ -9,7 +9,7 @@
 #include "recovery/lora/lora_linear.hpp"
 #include "recovery/lora/peft.hpp"
 #include "recovery/quant/rtn.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "test_util.hpp"
 
 namespace lifeline::recovery {

@@ -6,7 +6,7 @@
 #include "recovery/model/decoder.hpp"
 #include "recovery/quant/packed.hpp"
 #include "recovery/quant/rtn.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "roofline/spec/quant_plan.hpp"
 #include "test_util.hpp"
 

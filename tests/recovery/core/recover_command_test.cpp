@@ -6,7 +6,7 @@
 
 #include "recovery/cli/recipe.hpp"
 #include "recovery/cli/recover_command.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "test_util.hpp"
 
 namespace lifeline::recovery {

@@ -5,7 +5,7 @@
 #include <torch/types.h>
 
 #include "recovery/data/synthetic.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "test_util.hpp"
 
 namespace lifeline::recovery {

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "recovery/io/safetensors.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "tests/recovery/io/test_util.hpp"
 
 namespace lifeline::recovery {

@@ -5,7 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "recovery/eval/text_metrics.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "tests/recovery/io/fakes.hpp"
 #include "tests/recovery/io/test_util.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <ATen/ATen.h>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "tests/recovery/io/test_util.hpp"
 
 namespace lifeline::recovery {

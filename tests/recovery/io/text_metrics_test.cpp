@@ -6,7 +6,7 @@
 
 #include "recovery/eval/accuracy_recovery.hpp"
 #include "recovery/eval/loglikelihood.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "tests/recovery/io/fakes.hpp"
 #include "tests/recovery/io/test_util.hpp"
 

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "recovery/eval/text_metrics.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 #include "tests/recovery/io/test_util.hpp"
 
 namespace lifeline::recovery {

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "reports/table.hpp"
-#include "roofline/eval/paper.hpp"
+#include "experiments/paper/paper.hpp"
 
 namespace lifeline::cli {
 

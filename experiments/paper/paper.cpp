@@ -1,11 +1,11 @@
-#include "roofline/eval/paper.hpp"
+#include "experiments/paper/paper.hpp"
 
 #include <fstream>
 #include <memory>
 #include <sstream>
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
 #include "roofline/eval/evaluator.hpp"
 
 namespace lifeline {
@@ -13,13 +13,16 @@ namespace lifeline {
 double GainPct(double w4, double w4w2) { return (w4w2 / w4 - 1.0) * 100.0; }
 double CapturePct(double w4, double w2, double w4w2) { return (w4w2 - w4) / (w2 - w4) * 100.0; }
 
-std::filesystem::path DefaultPaperReferencePath() { return SharedDir() / "reference" / "paper_decode_tps.csv"; }
+std::filesystem::path DefaultPaperReferencePath() {
+  return SourceDir() / "experiments" / "paper" / "reference" / "paper_decode_tps.csv";
+}
 
 PaperReference LoadPaperReference(const std::filesystem::path& csv) {
   std::ifstream in(csv);
   if (!in) {
     throw MakeConfigError(csv.string(), "", "cannot open the paper reference", "a CSV file",
-                          "set LIFELINE_SHARED_DIR to the folder holding reference/paper_decode_tps.csv");
+                          "the repository keeps it at experiments/paper/reference/paper_decode_tps.csv (set LIFELINE_SOURCE_DIR to the "
+                          "checkout, or pass --reference FILE)");
   }
   const std::vector<std::string> expected = {"device", "model", "context_tokens", "tps_w4",
                                              "tps_w2", "tps_w4w2_gateup", "gain_pct"};

@@ -12,7 +12,8 @@ std::filesystem::path SourceDir();
 std::filesystem::path ModelZooDir();
 // LIFELINE_HWSPEC_DIR or <source>/hwspec.
 std::filesystem::path HwspecDir();
-// LIFELINE_SHARED_DIR or <source>/../shared (real models, data, reference).
+// LIFELINE_SHARED_DIR or <source>/../shared: downloadable data only (the stories260K
+// weights, the evaluation sets). The paper reference lives in the repository.
 std::filesystem::path SharedDir();
 
 }  // namespace lifeline

@@ -1,4 +1,4 @@
-#include "experiments/paper_report.hpp"
+#include "experiments/paper/paper_report.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,11 +1,11 @@
-#include "roofline/common/yaml_util.hpp"
+#include "common/yaml_util.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline {
 

@@ -1,4 +1,4 @@
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline {
 

@@ -1,4 +1,4 @@
-#include "roofline/common/subprocess.hpp"
+#include "common/subprocess.hpp"
 
 #include <poll.h>
 #include <sys/wait.h>

@@ -23,7 +23,6 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "reports/table.hpp"
 #include "roofline/graph/op_graph.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
@@ -155,8 +154,8 @@ struct PointAnalysis {
 // `solve_prefill_prompt` rebuilds the prefill graph for a bisection over the
 // prompt length (~40 builds); figures that do not print it skip it.
 PointAnalysis Analyze(const Setting& s, bool solve_prefill_prompt = true);
-// Summary, elasticities and the top `top_ops` operator groups as tables.
-std::vector<reports::Table> AnalysisTables(const PointAnalysis& a, const Setting& s, size_t top_ops);
+// A number as the what-if tables and sweep axes write it (12 significant digits).
+std::string FormatValue(double v);
 
 // "layers.12.mlp.gate_proj" -> "layers.*.mlp.gate_proj"
 std::string LayerPattern(const std::string& name);

@@ -1,4 +1,4 @@
-#include "roofline/common/paths.hpp"
+#include "common/paths.hpp"
 
 #include <cstdlib>
 

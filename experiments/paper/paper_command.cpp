@@ -8,9 +8,9 @@
 
 #include "experiments/commands.hpp"
 #include "experiments/figures.hpp"
-#include "experiments/paper_report.hpp"
+#include "experiments/paper/paper_report.hpp"
 #include "reports/table.hpp"
-#include "roofline/common/paths.hpp"
+#include "common/paths.hpp"
 
 namespace lifeline::cli {
 
@@ -111,7 +111,7 @@ void AddPaperCommand(CLI::App& app) {
       "in paper and exact fidelity, with the published value and the difference beside each number.");
   sub->add_option("--out", o->out, "output directory")->capture_default_str();
   sub->add_option("--reference", o->reference,
-                  "published values CSV (default: $LIFELINE_SHARED_DIR/reference/paper_decode_tps.csv)");
+                  "published values CSV (default: experiments/paper/reference/paper_decode_tps.csv in the checkout)");
   sub->add_option("--devices", o->devices, "device names in hwspec/ or YAML paths")->capture_default_str();
   sub->add_option("--models", o->models, "zoo names or YAML/config.json paths")->capture_default_str();
   sub->callback([o] { RunPaper(*o); });
