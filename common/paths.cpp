@@ -1,5 +1,7 @@
 #include "common/paths.hpp"
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 namespace lifeline {
@@ -16,6 +18,24 @@ std::filesystem::path ModelZooDir() { return FromEnv("LIFELINE_MODEL_ZOO_DIR", S
 std::filesystem::path HwspecDir() { return FromEnv("LIFELINE_HWSPEC_DIR", SourceDir() / "hwspec"); }
 std::filesystem::path SharedDir() {
   return FromEnv("LIFELINE_SHARED_DIR", (SourceDir() / ".." / "shared").lexically_normal());
+}
+
+std::optional<std::filesystem::path> FindCompanionExecutable(const std::string& name, const char* env_var) {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv(env_var); env != nullptr && *env != '\0') {
+    std::error_code ec;
+    if (fs::is_regular_file(env, ec)) return fs::path(env);
+    return std::nullopt;
+  }
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return std::nullopt;
+  fs::path dir = self.parent_path();
+  for (int up = 0; up <= 2; ++up, dir = dir.parent_path()) {
+    const fs::path cand = dir / name;
+    if (fs::is_regular_file(cand, ec) && access(cand.c_str(), X_OK) == 0) return cand;
+  }
+  return std::nullopt;
 }
 
 }  // namespace lifeline

@@ -3,6 +3,8 @@
 // environment variable so installed binaries and tests work from anywhere.
 
 #include <filesystem>
+#include <optional>
+#include <string>
 
 namespace lifeline {
 
@@ -15,5 +17,11 @@ std::filesystem::path HwspecDir();
 // LIFELINE_SHARED_DIR or <source>/../shared: downloadable data only (the stories260K
 // weights, the evaluation sets). The paper reference lives in the repository.
 std::filesystem::path SharedDir();
+
+// A companion executable of this build (lifeline-recover, lifeline-llama):
+// the file named by the environment variable `env_var` when it is set (and
+// nothing when it names no file), else `name` beside the running executable
+// or up to two folders above it (test binaries live under build/tests/...).
+std::optional<std::filesystem::path> FindCompanionExecutable(const std::string& name, const char* env_var);
 
 }  // namespace lifeline

@@ -11,7 +11,8 @@
 //    overhead.dispatch_s (ggml's per-operator cost on a thread pool).
 // Every number written carries its measurement in `sources`.
 
-#include <cblas.h>
+#include <cblas.h>  // declarations only: the library is loaded with dlopen
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -135,11 +136,41 @@ double CopyBandwidth(size_t bytes, int threads, int repeats) {
   return 2.0 * static_cast<double>(bytes) / best;
 }
 
+// OpenBLAS, loaded when the probe runs: linking it would start its thread
+// pool and map its buffers in every lifeline command.
+struct OpenBlas {
+  decltype(&cblas_sgemm) sgemm = nullptr;
+  decltype(&openblas_set_num_threads) set_num_threads = nullptr;
+  decltype(&openblas_get_corename) get_corename = nullptr;
+};
+
+const OpenBlas& LoadOpenBlas() {
+  static const OpenBlas blas = [] {
+    void* h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) {
+      throw Error(fmt::format("lifeline probe times OpenBLAS's sgemm and cannot load libopenblas.so.0 ({}): install "
+                              "libopenblas0-pthread (scripts/setup.sh does)",
+                              dlerror()));
+    }
+    OpenBlas b;
+    b.sgemm = reinterpret_cast<decltype(b.sgemm)>(dlsym(h, "cblas_sgemm"));
+    b.set_num_threads = reinterpret_cast<decltype(b.set_num_threads)>(dlsym(h, "openblas_set_num_threads"));
+    b.get_corename = reinterpret_cast<decltype(b.get_corename)>(dlsym(h, "openblas_get_corename"));
+    if (!b.sgemm || !b.set_num_threads || !b.get_corename) {
+      throw Error("libopenblas.so.0 lacks cblas_sgemm / openblas_set_num_threads / openblas_get_corename: is it "
+                  "OpenBLAS? (install libopenblas0-pthread)");
+    }
+    return b;
+  }();
+  return blas;
+}
+
 // Best-of-N rate of OpenBLAS cblas_sgemm C = A B (n x n, fp32) on `threads`
 // threads, 2 n^3 operations, after one untimed call; one element is checked
 // against a plain dot product.
 double SgemmRate(int64_t n, int threads, int repeats) {
-  openblas_set_num_threads(threads);
+  const OpenBlas& blas = LoadOpenBlas();
+  blas.set_num_threads(threads);
   const size_t nn = static_cast<size_t>(n * n);
   std::vector<float> a(nn), b(nn), c(nn);
   std::mt19937 rng(1);
@@ -150,8 +181,8 @@ double SgemmRate(int64_t n, int threads, int repeats) {
   }
   const int ni = static_cast<int>(n);
   auto run = [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, a.data(), ni, b.data(), ni, 0.0f, c.data(),
-                ni);
+    blas.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, a.data(), ni, b.data(), ni, 0.0f, c.data(),
+               ni);
   };
   run();
   double best = 1e300;
@@ -233,7 +264,7 @@ void RunProbe(const ProbeOptions& o) {
   const double copy_bw = CopyBandwidth(bytes, threads, o.repeats);
   Stage(fmt::format("OpenBLAS sgemm {}^3", o.matrix));
   const double sgemm = SgemmRate(o.matrix, threads, o.repeats);
-  const std::string blas_core = openblas_get_corename();
+  const std::string blas_core = LoadOpenBlas().get_corename();
   const double mem_bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
 
   nlohmann::json k;

@@ -1,5 +1,5 @@
-# Recovery core (owned by the recovery-core engineer): decoder model,
-# quantizer, LoRA, synthetic data, distillation trainer, `recover` command.
+# Recovery core: decoder model, quantizer, LoRA, synthetic data, distillation
+# trainer, the `recover` command and the sweep's recovery cells.
 # Paths are relative to recovery/.
 add_library(lifeline_recovery STATIC
   model/llama2c_checkpoint.cpp
@@ -14,6 +14,7 @@ add_library(lifeline_recovery STATIC
   train/distill.cpp
   cli/recipe.cpp
   cli/recover_command.cpp
+  cli/recovery_cell.cpp
 )
 target_include_directories(lifeline_recovery PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(lifeline_recovery PUBLIC
@@ -25,3 +26,8 @@ target_link_libraries(lifeline_recovery PUBLIC
   fmt::fmt
   yaml-cpp
 )
+
+# lifeline-recover: the LibTorch executable `lifeline recover` hands over to.
+add_executable(lifeline-recover cli/main.cpp)
+set_target_properties(lifeline-recover PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+target_link_libraries(lifeline-recover PRIVATE lifeline_recovery)

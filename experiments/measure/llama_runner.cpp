@@ -5,26 +5,14 @@
 #include <cstdlib>
 
 #include "common/error.hpp"
+#include "common/paths.hpp"
 #include "common/subprocess.hpp"
 
 namespace lifeline::measure {
 
 namespace fs = std::filesystem;
 
-std::optional<fs::path> FindLlamaDriver() {
-  if (const char* env = std::getenv("LIFELINE_LLAMA_DRIVER"); env && *env) {
-    if (fs::is_regular_file(env)) return fs::path(env);
-    return std::nullopt;
-  }
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) return std::nullopt;
-  for (const fs::path& cand : {self.parent_path() / "lifeline-llama", self.parent_path().parent_path() / "lifeline-llama",
-                               self.parent_path().parent_path().parent_path() / "lifeline-llama"}) {
-    if (fs::is_regular_file(cand) && access(cand.c_str(), X_OK) == 0) return cand;
-  }
-  return std::nullopt;
-}
+std::optional<fs::path> FindLlamaDriver() { return FindCompanionExecutable("lifeline-llama", "LIFELINE_LLAMA_DRIVER"); }
 
 nlohmann::json RunLlamaDriver(const std::vector<std::string>& args) {
   const auto driver = FindLlamaDriver();

@@ -1,10 +1,10 @@
 #pragma once
-// Executes one cell in this process.
+// Executes one cell.
 //  - throughput: the roofline in-process (microseconds); compiled graphs,
 //    models and devices are cached and shared by worker threads.
-//  - recovery: `lifeline recover`'s library (RunRecovery) with the cell's
-//    recipe, writing into the cell's work directory; only in builds with
-//    LibTorch (otherwise the cell fails with a clear error).
+//  - recovery: `lifeline-recover recovery-cell` (the LibTorch executable, a
+//    child process) runs the cell's recipe in the cell's work directory;
+//    without it (a build without LibTorch) the cell fails with a clear error.
 // Errors are caught and returned as failed / infeasible results: a cell never
 // throws out of here.
 
@@ -34,7 +34,8 @@ class ThroughputEvaluator {
   std::unique_ptr<Impl> impl_;
 };
 
-// Whether this build can run recovery cells.
+// Whether this build can run recovery cells (lifeline-recover is found, or
+// LIFELINE_RECOVER_BIN names it).
 bool RecoveryCellsAvailable();
 // Runs a recovery cell with its work directory `work_dir` (created).
 CellResult RunRecoveryCell(const nlohmann::json& inputs, const std::filesystem::path& work_dir);

@@ -1,100 +1,105 @@
-// Recovery cells: `lifeline recover`'s pipeline with the cell's recipe. Built
-// against the recovery library only when LIFELINE_HAVE_TORCH is defined.
+// Recovery cells: run by lifeline-recover (the LibTorch executable) as a
+// child process, so this library and `lifeline` never link LibTorch.
 
 #include <fmt/format.h>
 
 #include <chrono>
+#include <fstream>
+#include <iostream>
 
+#include "common/error.hpp"
+#include "common/paths.hpp"
+#include "common/subprocess.hpp"
 #include "experiments/sweep/cell_exec.hpp"
 #include "experiments/sweep/sha256.hpp"
-#include "common/error.hpp"
-
-#ifdef LIFELINE_HAVE_TORCH
-#include <yaml-cpp/yaml.h>
-
-#include "recovery/cli/recipe.hpp"
-#include "recovery/cli/recover_command.hpp"
-#endif
 
 namespace lifeline::sweep {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-#ifdef LIFELINE_HAVE_TORCH
 namespace {
 
-YAML::Node JsonToYaml(const json& j) {
-  if (j.is_array()) {
-    YAML::Node n(YAML::NodeType::Sequence);
-    for (const auto& e : j) n.push_back(JsonToYaml(e));
-    return n;
+std::optional<fs::path> RecoverExecutable() {
+  return FindCompanionExecutable("lifeline-recover", "LIFELINE_RECOVER_BIN");
+}
+
+// The last `n` lines of a process's output, for an error message.
+std::string Tail(const std::string& text, int n) {
+  size_t pos = text.size();
+  while (pos > 0 && (text[pos - 1] == '\n' || text[pos - 1] == ' ')) --pos;
+  size_t end = pos;
+  for (int i = 0; i < n && pos > 0; ++i) {
+    pos = text.rfind('\n', pos - 1);
+    if (pos == std::string::npos) {
+      pos = 0;
+      break;
+    }
   }
-  if (j.is_object()) {
-    YAML::Node n(YAML::NodeType::Map);
-    for (const auto& [k, v] : j.items()) n[k] = JsonToYaml(v);
-    return n;
-  }
-  if (j.is_string()) return YAML::Node(j.get<std::string>());
-  return YAML::Node(j.dump());  // numbers and booleans as YAML scalars
+  return text.substr(pos == 0 ? 0 : pos + 1, end - (pos == 0 ? 0 : pos + 1));
 }
 
 }  // namespace
 
-bool RecoveryCellsAvailable() { return true; }
+bool RecoveryCellsAvailable() { return RecoverExecutable().has_value(); }
 
 CellResult RunRecoveryCell(const json& inputs, const fs::path& work_dir) {
   const auto t0 = std::chrono::steady_clock::now();
   CellResult r;
-  try {
-    recovery::RecoverRecipe recipe;
-    recovery::ApplyRecipeYaml(JsonToYaml(inputs.at("recipe")), "recovery cell", "recipe", recipe);
-    fs::create_directories(work_dir);
-    recipe.out = work_dir.string();
-    recipe.resume = false;
-    recipe.save_data = false;
-    r.seed = static_cast<int64_t>(recipe.seed);
-    const json out = recovery::RunRecovery(recipe);
-    r.outputs = {{"metrics", out.at("metrics")},
-                 {"recipe", out.at("recipe")},
-                 {"timings", out.value("timings", json::object())},
-                 {"training", out.value("training", json::object())},
-                 {"seeds", out.value("seeds", json::object())},
-                 {"recovery_json", (work_dir / "recovery.json").string()}};
-    for (const std::string f : {out.value("model", std::string()), out.value("tokenizer", std::string()),
-                                out.contains("eval") ? out["eval"].value("text", std::string()) : std::string()}) {
-      std::error_code ec;
-      if (!f.empty() && fs::is_regular_file(f, ec)) r.checksums[f] = Sha256File(f);
-    }
-  } catch (const InfeasibleError& e) {
-    r.status = CellStatus::kInfeasible;
-    r.error = e.what();
-  } catch (const Error& e) {
+  r.outputs = nullptr;
+  const auto exe = RecoverExecutable();
+  if (!exe) {
     r.status = CellStatus::kFailed;
-    r.error = e.what();
+    r.error =
+        "recovery cells run in lifeline-recover, the LibTorch part of lifeline, and this build has none (configured "
+        "with LIFELINE_TORCH=OFF or without LibTorch, or LIFELINE_RECOVER_BIN names no file): run scripts/setup.sh "
+        "(it installs libtorch-dev) or configure with -DLIFELINE_TORCH=ON, rebuild and rerun the sweep: this cell "
+        "will be retried";
+    return r;
+  }
+  try {
+    fs::create_directories(work_dir);
+    const fs::path inputs_file = work_dir / "cell_inputs.json";
+    const fs::path result_file = work_dir / "cell_result.json";
+    fs::remove(result_file);
+    {
+      std::ofstream out(inputs_file);
+      out << inputs.dump(2) << "\n";
+      if (!out) throw Error(fmt::format("cannot write {}", inputs_file.string()));
+    }
+    const ProcessResult p = RunProcess({exe->string(), "recovery-cell", "--inputs", inputs_file.string(), "--work-dir",
+                                        work_dir.string(), "--result", result_file.string()},
+                                       /*merge_stderr=*/true);
+    std::cerr << p.out;  // the child's log goes where this process logs (the cell's run-cell.log)
+    std::ifstream in(result_file);
+    if (p.status != 0 || !in) {
+      r.status = CellStatus::kFailed;
+      r.error = fmt::format("{} recovery-cell exited with status {} without a result; last output:\n{}",
+                            exe->string(), p.status, Tail(p.out, 5));
+      return r;
+    }
+    const json res = json::parse(in);
+    const std::string status = res.at("status").get<std::string>();
+    if (status == "done") {
+      r.status = CellStatus::kDone;
+      r.outputs = res.at("outputs");
+      if (res.contains("seed")) r.seed = res.at("seed").get<int64_t>();
+      for (const auto& f : res.value("input_files", json::array())) {
+        const std::string path = f.get<std::string>();
+        std::error_code ec;
+        if (fs::is_regular_file(path, ec)) r.checksums[path] = Sha256File(path);
+      }
+    } else {
+      r.status = status == "infeasible" ? CellStatus::kInfeasible : CellStatus::kFailed;
+      r.error = res.value("error", std::string("no message"));
+    }
   } catch (const std::exception& e) {
     r.status = CellStatus::kFailed;
-    r.error = std::string("internal: ") + e.what();
+    r.error = std::string("recovery cell: ") + e.what();
+    r.outputs = nullptr;
   }
-  if (r.status != CellStatus::kDone) r.outputs = nullptr;
   r.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
-
-#else
-
-bool RecoveryCellsAvailable() { return false; }
-
-CellResult RunRecoveryCell(const json& inputs, const fs::path& work_dir) {
-  CellResult r;
-  r.status = CellStatus::kFailed;
-  r.error =
-      "recovery cells need the LibTorch build of lifeline (this one was configured with LIFELINE_TORCH=OFF or "
-      "without LibTorch); rebuild with -DLIFELINE_TORCH=ON and rerun the sweep: this cell will be retried";
-  r.outputs = nullptr;
-  return r;
-}
-
-#endif
 
 }  // namespace lifeline::sweep

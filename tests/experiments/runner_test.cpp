@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <optional>
+
 #include "experiments/sweep/cell_exec.hpp"
 #include "experiments/sweep/runner.hpp"
 #include "experiments/paper/paper.hpp"
@@ -102,17 +107,90 @@ throughput:
   EXPECT_EQ(RunLocal(s, m, keep).ran, 0);
 }
 
-TEST(Runner, RecoveryCellRunsInAChildProcess) {
-  if (RecoveryCellsAvailable()) GTEST_SKIP() << "LibTorch build: recovery cells are exercised by the slow tests";
+// Sets an environment variable for one test (the runner's children inherit it).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_, old_->c_str(), 1);
+    else unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+std::filesystem::path WriteScript(const std::filesystem::path& file, const std::string& body) {
+  std::ofstream(file) << "#!/bin/sh\n" << body;
+  std::filesystem::permissions(file, std::filesystem::perms::owner_all);
+  return file;
+}
+
+TEST(Runner, RecoveryCellWithoutLifelineRecoverFailsAndSaysHowToFix) {
   TempDir dir("runner_recovery");
+  ScopedEnv env("LIFELINE_RECOVER_BIN", (dir / "no-such-lifeline-recover").string());
+  EXPECT_FALSE(RecoveryCellsAvailable());
   const Matrix m = testing::ParseText("recovery:\n  fixed: {steps: 1}\n");
   Store s(dir / "r.db");
   const RunSummary r = RunLocal(s, m, Opts());
   EXPECT_EQ(r.failed, 1);
   const CellRow row = s.All().at(0);
   EXPECT_EQ(row.status, CellStatus::kFailed);
-  EXPECT_NE(row.error.find("recovery cells need the LibTorch build"), std::string::npos) << row.error;
+  EXPECT_NE(row.error.find("recovery cells run in lifeline-recover"), std::string::npos) << row.error;
+  EXPECT_NE(row.error.find("LIFELINE_TORCH=ON"), std::string::npos) << row.error;
   EXPECT_TRUE(std::filesystem::exists(CellWorkDir(s.path(), row.id) / "run-cell.log"));
+}
+
+// The protocol between `lifeline run-cell` and `lifeline-recover recovery-cell`
+// (inputs JSON in, result JSON out, the child's output in the cell's log),
+// exercised with a stand-in for lifeline-recover so no LibTorch is needed.
+TEST(Runner, RecoveryCellRunsLifelineRecoverAsAChild) {
+  TempDir dir("runner_recovery_child");
+  const auto fake = WriteScript(dir / "fake-recover", R"(
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --inputs) I=$2; shift;;
+    --result) R=$2; shift;;
+    --work-dir) W=$2; shift;;
+  esac
+  shift
+done
+echo "fake lifeline-recover: $W"
+grep -q '"steps": 1' "$I" || { echo "inputs lack the recipe" >&2; exit 4; }
+printf '{"status":"done","seed":7,"outputs":{"metrics":{"ar_pct":42.5}},"input_files":["%s"]}\n' "$I" > "$R"
+)");
+  ScopedEnv env("LIFELINE_RECOVER_BIN", fake.string());
+  EXPECT_TRUE(RecoveryCellsAvailable());
+  const Matrix m = testing::ParseText("recovery:\n  fixed: {steps: 1}\n");
+  Store s(dir / "r.db");
+  const RunSummary r = RunLocal(s, m, Opts());
+  EXPECT_EQ(r.done, 1);
+  const CellRow row = s.All().at(0);
+  ASSERT_EQ(row.status, CellStatus::kDone) << row.error;
+  EXPECT_DOUBLE_EQ(row.outputs.at("metrics").at("ar_pct").get<double>(), 42.5);
+  EXPECT_EQ(row.seed, 7);
+  const auto inputs = CellWorkDir(s.path(), row.id) / "cell_inputs.json";
+  EXPECT_EQ(row.checksums.count(inputs.string()), 1u) << row.checksums.dump();
+  std::ifstream log(CellWorkDir(s.path(), row.id) / "run-cell.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("fake lifeline-recover"), std::string::npos) << text;
+}
+
+TEST(Runner, RecoveryCellWhoseChildDiesWithoutAResultFailsWithItsOutput) {
+  TempDir dir("runner_recovery_dies");
+  const auto fake = WriteScript(dir / "fake-recover", "echo 'out of memory in step 3' >&2\nexit 3\n");
+  ScopedEnv env("LIFELINE_RECOVER_BIN", fake.string());
+  const Matrix m = testing::ParseText("recovery:\n  fixed: {steps: 1}\n");
+  Store s(dir / "r.db");
+  EXPECT_EQ(RunLocal(s, m, Opts()).failed, 1);
+  const CellRow row = s.All().at(0);
+  EXPECT_EQ(row.status, CellStatus::kFailed);
+  EXPECT_NE(row.error.find("exited with status 3"), std::string::npos) << row.error;
+  EXPECT_NE(row.error.find("out of memory in step 3"), std::string::npos) << row.error;
 }
 
 }  // namespace
