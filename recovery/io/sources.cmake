@@ -13,8 +13,12 @@ add_library(lifeline_recovery_tokenizer STATIC
   tokenizer/sentencepiece_tokenizer.cpp
 )
 target_include_directories(lifeline_recovery_tokenizer PUBLIC ${PROJECT_SOURCE_DIR})
+# PCRE2 (UTF + UCP) runs tokenizer.json's pre-tokenizer regexes.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(LIFELINE_PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 target_link_libraries(lifeline_recovery_tokenizer
-  PUBLIC lifeline_common nlohmann_json::nlohmann_json fmt::fmt)
+  PUBLIC lifeline_common nlohmann_json::nlohmann_json fmt::fmt
+  PRIVATE PkgConfig::LIFELINE_PCRE2)
 
 add_library(lifeline_recovery_io STATIC
   io/safetensors.cpp

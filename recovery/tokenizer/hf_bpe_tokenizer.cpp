@@ -1,13 +1,16 @@
 // Hugging Face byte-level BPE tokenizer.json (GPT-2, Qwen2/Qwen3, Llama 3).
 #include <algorithm>
-#include <cctype>
 #include <climits>
+#include <memory>
+#include <new>
 #include <fstream>
 #include <mutex>
 #include <unordered_map>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <pcre2.h>
 
 #include "recovery/tokenizer/tokenizer.hpp"
 #include "roofline/common/error.hpp"
@@ -44,188 +47,72 @@ std::vector<std::string> ByteToUnicode() {
   return table;
 }
 
-// Which pre-tokenizer regex the file uses.
-enum class SplitStyle {
-  kGpt2,    // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-  kQwen2,   // (?i:'s|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-  kLlama3,  // as kQwen2 with \p{N}{1,3}
-};
+}  // namespace
 
-// Unicode character classes the pre-tokenizer regexes use (\p{L}, \p{N},
-// \s). Exact for ASCII and Latin-1; for the rest, whitespace, general and CJK
-// punctuation, symbols, arrows, math, emoji and combining marks are classed
-// from their blocks, decimal digits of common scripts are numbers, and every
-// other code point counts as a letter (the approximation documented in
-// tokenizer.hpp).
-enum class Cls { kLetter, kNumber, kSpace, kOther };
+// ---- RegexSplitter -------------------------------------------------------
 
-Cls Classify(uint32_t c) {
-  if (c < 0x80) {
-    if (std::isalpha(static_cast<int>(c))) return Cls::kLetter;
-    if (c >= '0' && c <= '9') return Cls::kNumber;
-    if (c == ' ' || (c >= 0x09 && c <= 0x0D)) return Cls::kSpace;
-    return Cls::kOther;
+RegexSplitter::RegexSplitter(const std::string& pattern, const std::string& where, bool literal)
+    : pattern_(pattern) {
+  int err = 0;
+  PCRE2_SIZE err_offset = 0;
+  // UTF + UCP: \p{..}, \s, \d follow Unicode properties. Invalid UTF-8 in the
+  // text never matches, so its bytes end up as pieces of their own.
+  const uint32_t options = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
+  code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &err,
+                        &err_offset, nullptr);
+  if (!code_) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof msg);
+    throw ConfigError(fmt::format("{}: regex '{}' does not compile at offset {}: {}", where, pattern,
+                                  static_cast<size_t>(err_offset), reinterpret_cast<const char*>(msg)));
   }
-  if (c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-      c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000)
-    return Cls::kSpace;
-  if (c < 0xA0) return Cls::kOther;  // C1 controls
-  if (c < 0x100) {
-    if (c == 0xAA || c == 0xB5 || c == 0xBA) return Cls::kLetter;
-    if (c == 0xB2 || c == 0xB3 || c == 0xB9 || (c >= 0xBC && c <= 0xBE)) return Cls::kNumber;
-    if (c < 0xC0 || c == 0xD7 || c == 0xF7) return Cls::kOther;
-    return Cls::kLetter;
-  }
-  struct Range {
-    uint32_t lo, hi;
-    Cls cls;
-  };
-  static constexpr Range kRanges[] = {
-      {0x0300, 0x036F, Cls::kOther},   // combining diacritical marks
-      {0x0660, 0x0669, Cls::kNumber},  // Arabic-Indic digits
-      {0x06F0, 0x06F9, Cls::kNumber},  // extended Arabic-Indic digits
-      {0x0966, 0x096F, Cls::kNumber},  // Devanagari digits
-      {0x09E6, 0x09EF, Cls::kNumber},  // Bengali digits
-      {0x200B, 0x206F, Cls::kOther},   // general punctuation (dashes, quotes, ...)
-      {0x2070, 0x2070, Cls::kNumber},  // superscript zero
-      {0x2074, 0x2079, Cls::kNumber},  // superscripts
-      {0x2080, 0x2089, Cls::kNumber},  // subscripts
-      {0x20A0, 0x20CF, Cls::kOther},   // currency symbols
-      {0x20D0, 0x20FF, Cls::kOther},   // combining marks for symbols
-      {0x2150, 0x218F, Cls::kNumber},  // number forms
-      {0x2190, 0x2BFF, Cls::kOther},   // arrows, math, technical, boxes, shapes, dingbats
-      {0x2E00, 0x2E7F, Cls::kOther},   // supplemental punctuation
-      {0x3001, 0x3004, Cls::kOther},   // CJK punctuation
-      {0x3008, 0x3020, Cls::kOther},   // CJK brackets and marks
-      {0xFE00, 0xFE0F, Cls::kOther},   // variation selectors
-      {0xFE30, 0xFE6F, Cls::kOther},   // CJK compatibility / small forms
-      {0xFF01, 0xFF0F, Cls::kOther},   // fullwidth punctuation
-      {0xFF10, 0xFF19, Cls::kNumber},  // fullwidth digits
-      {0xFF1A, 0xFF20, Cls::kOther},
-      {0xFF3B, 0xFF40, Cls::kOther},
-      {0xFF5B, 0xFF65, Cls::kOther},
-      {0x1F000, 0x1FAFF, Cls::kOther},  // emoji and pictographs
-  };
-  for (const Range& r : kRanges)
-    if (c >= r.lo && c <= r.hi) return r.cls;
-  return Cls::kLetter;
+  pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // optional speed-up; the interpreter is the fallback
 }
 
-// One code point of the input: its class and byte span.
-struct Cp {
-  Cls cls;
-  bool newline;  // \r or \n
-  size_t begin, end;
-};
-
-std::vector<Cp> DecodeCodePoints(const std::string& s) {
-  std::vector<Cp> out;
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
-    if (i + n > s.size()) n = 1;
-    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
-    for (size_t k = 1; k < n; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) {  // malformed: take the lead byte alone
-        n = 1;
-        cp = c;
-        break;
-      }
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // A stray byte >= 0x80 (invalid UTF-8) is classed as a letter.
-    const Cls cls = (n == 1 && c >= 0x80) ? Cls::kLetter : Classify(cp);
-    out.push_back({cls, cp == '\n' || cp == '\r', i, i + n});
-    i += n;
-  }
-  return out;
+RegexSplitter::~RegexSplitter() {
+  if (code_) pcre2_code_free(code_);
 }
 
-// Splits `s` the way the style's regex does, on code points.
-std::vector<std::string> PreTokenize(const std::string& s, SplitStyle style) {
-  const std::vector<Cp> cps = DecodeCodePoints(s);
-  const size_t n = cps.size();
-  auto is = [&](size_t k, Cls c) { return k < n && cps[k].cls == c; };
-  auto is_space_char = [&](size_t k) {  // the literal ' ' of " ?"
-    return k < n && cps[k].end - cps[k].begin == 1 && s[cps[k].begin] == ' ';
-  };
-  auto run = [&](size_t k, Cls c) {
-    while (k < n && cps[k].cls == c) ++k;
-    return k;
-  };
-  // Contractions 's 't 're 've 'm 'll 'd (ASCII, so code points == bytes here).
-  auto contraction = [&](size_t k, bool ignore_case) -> size_t {
-    if (k >= n || s[cps[k].begin] != '\'' || cps[k].end - cps[k].begin != 1) return 0;
-    auto ch = [&](size_t j) -> char {
-      if (j >= n || cps[j].end - cps[j].begin != 1) return '\0';
-      const char c = s[cps[j].begin];
-      return ignore_case ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : c;
-    };
-    const char a = ch(k + 1), b = ch(k + 2);
-    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
-    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
-    return 0;
-  };
-  // \s+(?!\S) then \s+: a whitespace run, leaving its last space to the next
-  // word when a non-space follows and the run is longer than one.
-  auto trailing_space = [&](size_t k) -> size_t {
-    const size_t j = run(k, Cls::kSpace);
-    if (j == n) return j - k;
-    return j - k >= 2 ? j - k - 1 : j - k;
-  };
-
+std::vector<std::string> RegexSplitter::Split(const std::string& text) const {
   std::vector<std::string> out;
-  size_t i = 0;
-  while (i < n) {
-    size_t len = 0;  // in code points
-    if (style == SplitStyle::kGpt2) {
-      len = contraction(i, false);
-      if (!len) {  //  ?\p{L}+ |  ?\p{N}+ |  ?[^\s\p{L}\p{N}]+
-        const size_t start = (is_space_char(i) && i + 1 < n) ? i + 1 : i;
-        for (Cls c : {Cls::kLetter, Cls::kNumber, Cls::kOther})
-          if (is(start, c)) {
-            len = run(start, c) - i;
-            break;
-          }
-      }
-      if (!len) len = trailing_space(i);
-    } else {
-      len = contraction(i, true);
-      if (!len) {  // [^\r\n\p{L}\p{N}]?\p{L}+
-        size_t start = i;
-        if (!cps[i].newline && !is(i, Cls::kLetter) && !is(i, Cls::kNumber) && is(i + 1, Cls::kLetter))
-          start = i + 1;
-        if (is(start, Cls::kLetter)) len = run(start, Cls::kLetter) - i;
-      }
-      if (!len && is(i, Cls::kNumber)) {  // \p{N} or \p{N}{1,3}
-        const size_t max_digits = style == SplitStyle::kLlama3 ? 3 : 1;
-        size_t j = i;
-        while (j < n && j - i < max_digits && is(j, Cls::kNumber)) ++j;
-        len = j - i;
-      }
-      if (!len) {  //  ?[^\s\p{L}\p{N}]+[\r\n]*
-        const size_t start = (is_space_char(i) && i + 1 < n) ? i + 1 : i;
-        if (is(start, Cls::kOther)) {
-          size_t j = run(start, Cls::kOther);
-          while (j < n && cps[j].newline) ++j;
-          len = j - i;
-        }
-      }
-      if (!len && is(i, Cls::kSpace)) {  // \s*[\r\n]+
-        size_t j = i, last_newline = SIZE_MAX;
-        for (; j < n && is(j, Cls::kSpace); ++j)
-          if (cps[j].newline) last_newline = j;
-        if (last_newline != SIZE_MAX) len = last_newline + 1 - i;
-      }
-      if (!len) len = trailing_space(i);
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
+  if (!md) throw std::bad_alloc();
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  size_t gap = 0;     // start of the text not yet emitted
+  size_t offset = 0;  // where the next match attempt starts
+  while (offset <= text.size()) {
+    const int rc = pcre2_match(code_, subject, text.size(), offset, 0, md, nullptr);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {
+      pcre2_match_data_free(md);
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(rc, msg, sizeof msg);
+      throw Error(fmt::format("pre-tokenizer regex '{}' failed on the text at byte {}: {}", pattern_,
+                              offset, reinterpret_cast<const char*>(msg)));
     }
-    if (!len) len = 1;  // unreachable for valid input; never loop forever
-    out.push_back(s.substr(cps[i].begin, cps[i + len - 1].end - cps[i].begin));
-    i += len;
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+    const size_t begin = ov[0], end = ov[1];
+    if (begin > gap) out.push_back(text.substr(gap, begin - gap));  // unmatched text stays a piece
+    if (end > begin) {
+      out.push_back(text.substr(begin, end - begin));
+      gap = end;
+      offset = end;
+    } else {  // empty match: step over one character
+      gap = begin;
+      offset = begin + 1;
+      while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0) == 0x80) ++offset;
+    }
   }
+  pcre2_match_data_free(md);
+  if (gap < text.size()) out.push_back(text.substr(gap));
   return out;
 }
+
+namespace {
+
+// ByteLevel's own split (use_regex: true): GPT-2's pattern.
+constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 // Splits a UTF-8 string into its characters.
 std::vector<std::string> Utf8Chars(const std::string& s) {
@@ -297,35 +184,51 @@ class HfBpeTokenizer final : public Tokenizer {
       if (it != vocab_.end()) unk_id_ = it->second;
     }
 
-    // Pre-tokenizer: ByteLevel alone (GPT-2 regex) or Split(regex) + ByteLevel.
+    // Pre-tokenizer: ByteLevel alone (its GPT-2 regex) or Split(regex) +
+    // ByteLevel; each regex step runs in order on the pieces of the previous.
     bool byte_level = false;
-    auto visit = [&](const json& pt, auto& self) -> void {
+    auto visit = [&](const json& pt, const std::string& key, auto& self) -> void {
       if (!pt.is_object()) return;
       const std::string t = pt.value("type", "");
       if (t == "Sequence") {
-        for (const json& sub : pt.value("pretokenizers", json::array())) self(sub, self);
+        const json subs = pt.value("pretokenizers", json::array());
+        for (size_t i = 0; i < subs.size(); ++i)
+          self(subs[i], fmt::format("{}.pretokenizers[{}]", key, i), self);
       } else if (t == "ByteLevel") {
         byte_level = true;
         if (pt.value("add_prefix_space", false)) add_prefix_space_ = true;
-        if (pt.value("use_regex", true)) split_ = SplitStyle::kGpt2;
+        if (pt.value("use_regex", true))
+          splits_.push_back(std::make_shared<RegexSplitter>(kGpt2Pattern, path_ + ": key '" + key + "'"));
       } else if (t == "Split") {
-        std::string re;
-        if (pt.contains("pattern") && pt["pattern"].is_object())
-          re = pt["pattern"].value("Regex", pt["pattern"].value("String", ""));
-        if (re.find("\\p{N}{1,3}") != std::string::npos)
-          split_ = SplitStyle::kLlama3;
-        else if (re.find("[^\\r\\n\\p{L}\\p{N}]?\\p{L}+") != std::string::npos)
-          split_ = SplitStyle::kQwen2;
-        else if (re.find(" ?\\p{L}+| ?\\p{N}+") != std::string::npos)
-          split_ = SplitStyle::kGpt2;
-        else
-          throw ConfigError(fmt::format("{}: key 'pre_tokenizer': split regex '{}' is not one "
-                                        "lifeline knows; expected the GPT-2, Qwen2 or Llama-3 "
-                                        "pattern",
-                                        path_, re));
+        const std::string behavior = pt.value("behavior", "Isolated");
+        if (behavior != "Isolated" || pt.value("invert", false))
+          throw ConfigError(fmt::format("{}: key '{}': Split with behavior '{}'{} is not supported; "
+                                        "expected behavior Isolated without invert (the GPT-2, Qwen2 "
+                                        "and Llama-3 tokenizers)",
+                                        path_, key, behavior,
+                                        pt.value("invert", false) ? " and invert" : ""));
+        if (!pt.contains("pattern") || !pt["pattern"].is_object())
+          throw ConfigError(fmt::format("{}: key '{}.pattern': missing; expected {{\"Regex\": ...}} or "
+                                        "{{\"String\": ...}}",
+                                        path_, key));
+        const json& pat = pt["pattern"];
+        if (pat.contains("Regex") && pat["Regex"].is_string()) {
+          splits_.push_back(std::make_shared<RegexSplitter>(pat["Regex"].get<std::string>(),
+                                                            path_ + ": key '" + key + ".pattern.Regex'"));
+        } else if (pat.contains("String") && pat["String"].is_string()) {
+          splits_.push_back(std::make_shared<RegexSplitter>(
+              pat["String"].get<std::string>(), path_ + ": key '" + key + ".pattern.String'", true));
+        } else {
+          throw ConfigError(fmt::format("{}: key '{}.pattern': expected a string under Regex or String",
+                                        path_, key));
+        }
+      } else if (!t.empty()) {
+        throw ConfigError(fmt::format("{}: key '{}.type': pre-tokenizer '{}' is not supported; expected "
+                                      "ByteLevel, Split or a Sequence of them",
+                                      path_, key, t));
       }
     };
-    if (j.contains("pre_tokenizer")) visit(j["pre_tokenizer"], visit);
+    if (j.contains("pre_tokenizer")) visit(j["pre_tokenizer"], "pre_tokenizer", visit);
     if (!byte_level && j.contains("decoder") && j["decoder"].is_object() &&
         j["decoder"].value("type", "") == "ByteLevel")
       byte_level = true;
@@ -433,7 +336,14 @@ class HfBpeTokenizer final : public Tokenizer {
   void EncodePlain(const std::string& text, bool first_segment, std::vector<int64_t>& ids) const {
     std::string s = text;
     if (add_prefix_space_ && first_segment && !s.empty() && s[0] != ' ') s = std::string(1, ' ') + s;
-    for (const std::string& piece : PreTokenize(s, split_)) {
+    std::vector<std::string> pieces = {s};
+    for (const auto& splitter : splits_) {
+      std::vector<std::string> next;
+      for (const std::string& p : pieces)
+        for (std::string& q : splitter->Split(p)) next.push_back(std::move(q));
+      pieces = std::move(next);
+    }
+    for (const std::string& piece : pieces) {
       std::string mapped;
       for (unsigned char c : piece) mapped += byte_to_unicode_[c];
       for (const std::string& sym : Bpe(mapped)) {
@@ -498,7 +408,7 @@ class HfBpeTokenizer final : public Tokenizer {
   std::vector<AddedToken> added_;                   // longest content first
   std::string byte_to_unicode_[256];
   std::unordered_map<std::string, unsigned char> unicode_to_byte_;
-  SplitStyle split_ = SplitStyle::kGpt2;
+  std::vector<std::shared_ptr<const RegexSplitter>> splits_;  // pre-tokenizer regexes, in order
   bool add_prefix_space_ = false;
   bool ignore_merges_ = false;
   int64_t vocab_size_ = 0;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+struct pcre2_real_code_8;  // PCRE2's compiled pattern (pcre2.h, 8-bit)
+
 namespace lifeline::recovery {
 
 class Tokenizer {
@@ -42,14 +44,33 @@ std::unique_ptr<Tokenizer> LoadTokenizer(const std::filesystem::path& path);
 // is in the vocabulary with the best score.
 std::unique_ptr<Tokenizer> LoadLlama2cTokenizer(const std::filesystem::path& path);
 // Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, Qwen2/3,
-// Llama 3): byte-to-unicode map, merge ranks, the GPT-2 or Qwen/Llama-3
-// pre-tokenizer split on code points (character classes exact for ASCII and
-// Latin-1; other code points classed by Unicode block: whitespace,
-// punctuation, symbols, emoji and combining marks are not letters, common
-// decimal digits are numbers, the rest letters; no NFC normalization), added
-// tokens matched before splitting. BOS/EOS are taken from the added
-// tokens (<s>, <|begin_of_text|> / </s>, <|endoftext|>, <|end_of_text|>).
+// Llama 3): byte-to-unicode map, merge ranks, the file's own pre-tokenizer
+// regexes (Split with behavior Isolated, ByteLevel's GPT-2 regex when
+// use_regex) run with PCRE2 in Unicode mode (RegexSplitter below; no NFC
+// normalization), added tokens matched before splitting. BOS/EOS are taken
+// from the added tokens (<s>, <|begin_of_text|> / </s>, <|endoftext|>,
+// <|end_of_text|>).
 std::unique_ptr<Tokenizer> LoadHfBpeTokenizer(const std::filesystem::path& path);
+
+// A Hugging Face Split pre-tokenizer (behavior Isolated): every match of the
+// regex is a piece and so is every stretch of text between matches. The
+// regex runs in PCRE2's UTF + UCP mode, so \p{L}, \p{N} and \s follow the
+// Unicode character properties (combining marks are neither letters nor
+// numbers; every script's digits are numbers). `where` prefixes the error
+// when the pattern does not compile; `literal` matches the pattern as plain
+// text (tokenizer.json's {"String": ...}).
+class RegexSplitter {
+ public:
+  RegexSplitter(const std::string& pattern, const std::string& where, bool literal = false);
+  ~RegexSplitter();
+  RegexSplitter(const RegexSplitter&) = delete;
+  RegexSplitter& operator=(const RegexSplitter&) = delete;
+  std::vector<std::string> Split(const std::string& text) const;
+
+ private:
+  std::string pattern_;
+  pcre2_real_code_8* code_ = nullptr;
+};
 // sentencepiece .model (BPE or unigram), parsed natively from its protobuf
 // wire format: pieces, scores, types, unk/bos/eos ids, byte_fallback, the
 // normalizer's add_dummy_prefix / remove_extra_whitespaces flags. The
