@@ -1,16 +1,38 @@
 #include "common/subprocess.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 
-namespace lifeline {
+#include "common/error.hpp"
 
-ProcessResult RunProcess(const std::vector<std::string>& argv, bool merge_stderr) {
+namespace lifeline {
+namespace {
+
+// In the child after fork(): changes directory and executes argv; never returns.
+[[noreturn]] void ExecChild(const std::vector<std::string>& argv, const std::filesystem::path& cwd) {
+  if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
+    std::fprintf(stderr, "cannot enter %s to run %s: %s\n", cwd.c_str(), argv[0].c_str(), std::strerror(errno));
+    _exit(127);
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
+  _exit(127);
+}
+
+}  // namespace
+
+ProcessResult RunProcess(const std::vector<std::string>& argv, bool merge_stderr, const std::filesystem::path& cwd) {
   ProcessResult r;
   if (argv.empty()) return r;
   int out_fd[2], err_fd[2];
@@ -29,12 +51,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, bool merge_stderr
     dup2(out_fd[1], STDOUT_FILENO);
     dup2(merge_stderr ? out_fd[1] : err_fd[1], STDERR_FILENO);
     for (int fd : {out_fd[0], out_fd[1], err_fd[0], err_fd[1]}) close(fd);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
+    ExecChild(argv, cwd);
   }
   close(out_fd[1]);
   close(err_fd[1]);
@@ -65,6 +82,48 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, bool merge_stderr
   }
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
   return r;
+}
+
+pid_t SpawnProcess(const std::vector<std::string>& argv, const SpawnOptions& o) {
+  LIFELINE_CHECK(!argv.empty(), "SpawnProcess without a program");
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) throw Error("cannot start " + argv[0] + ": fork failed: " + std::strerror(errno));
+  if (pid != 0) return pid;
+  if (o.die_with_parent) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(125);  // the parent died before prctl
+  }
+  if (!o.log.empty()) {
+    const int fd = open(o.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      std::fprintf(stderr, "cannot open the log %s for %s: %s\n", o.log.c_str(), argv[0].c_str(),
+                   std::strerror(errno));
+      _exit(127);
+    }
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+  }
+  ExecChild(argv, o.cwd);
+}
+
+std::string ProcessExit::Describe() const {
+  if (signaled) return "killed by signal " + std::to_string(code) + " (" + strsignal(code) + ")";
+  return "exited with status " + std::to_string(code);
+}
+
+ProcessExit WaitAnyProcess() {
+  int st = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &st, 0)) < 0) {
+    if (errno != EINTR) throw Error(std::string("waiting for a child process failed: ") + std::strerror(errno));
+  }
+  ProcessExit e;
+  e.pid = pid;
+  e.signaled = WIFSIGNALED(st);
+  e.code = e.signaled ? WTERMSIG(st) : WEXITSTATUS(st);
+  return e;
 }
 
 }  // namespace lifeline

@@ -1,7 +1,11 @@
 #pragma once
-// Runs another program and captures what it prints: the one subprocess
-// launcher of the project (sweep runners, Slurm, llama.cpp measurements).
+// Runs other programs: the one subprocess launcher of the project (sweep
+// runners, Slurm, gnuplot, llama.cpp measurements). Programs are started from
+// an argument vector, never through a shell, so no argument needs quoting.
 
+#include <sys/types.h>
+
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,7 +18,35 @@ struct ProcessResult {
 };
 
 // Runs argv[0] (looked up on PATH) with the arguments; waits for it.
-// `merge_stderr` sends standard error into `out`.
-ProcessResult RunProcess(const std::vector<std::string>& argv, bool merge_stderr = false);
+// `merge_stderr` sends standard error into `out`; `cwd`, when not empty, is the
+// directory it runs in.
+ProcessResult RunProcess(const std::vector<std::string>& argv, bool merge_stderr = false,
+                         const std::filesystem::path& cwd = {});
+
+// How a child started with SpawnProcess runs.
+struct SpawnOptions {
+  std::filesystem::path log;     // standard output and error appended here (empty: inherited)
+  std::filesystem::path cwd;     // working directory (empty: this process's)
+  bool die_with_parent = false;  // the child is killed (SIGKILL) when this process dies
+};
+
+// Starts argv[0] (a path, or looked up on PATH) without waiting; returns its
+// pid. Throws lifeline::Error when the process cannot be created; a program
+// that cannot be executed exits with status 127 after saying why in its log.
+pid_t SpawnProcess(const std::vector<std::string>& argv, const SpawnOptions& options = {});
+
+// A child that has ended.
+struct ProcessExit {
+  pid_t pid = -1;
+  bool signaled = false;  // killed by a signal
+  int code = 0;           // exit status, or the signal number when signaled
+
+  // "exited with status 3" / "killed by signal 9 (Killed)".
+  std::string Describe() const;
+};
+
+// Waits for any child of this process to end (retrying on EINTR). Throws
+// lifeline::Error when there is no child to wait for.
+ProcessExit WaitAnyProcess();
 
 }  // namespace lifeline
