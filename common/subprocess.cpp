@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,17 +114,29 @@ std::string ProcessExit::Describe() const {
   return "exited with status " + std::to_string(code);
 }
 
-ProcessExit WaitAnyProcess() {
+namespace {
+
+ProcessExit Wait(pid_t which) {
   int st = 0;
   pid_t pid;
-  while ((pid = waitpid(-1, &st, 0)) < 0) {
+  struct rusage ru {};
+  while ((pid = wait4(which, &st, 0, &ru)) < 0) {
     if (errno != EINTR) throw Error(std::string("waiting for a child process failed: ") + std::strerror(errno));
   }
   ProcessExit e;
   e.pid = pid;
   e.signaled = WIFSIGNALED(st);
   e.code = e.signaled ? WTERMSIG(st) : WEXITSTATUS(st);
+  e.max_rss_bytes = static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+  e.cpu_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+            1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
   return e;
 }
+
+}  // namespace
+
+ProcessExit WaitAnyProcess() { return Wait(-1); }
+
+ProcessExit WaitProcess(pid_t pid) { return Wait(pid); }
 
 }  // namespace lifeline

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -40,6 +41,8 @@ struct ProcessExit {
   pid_t pid = -1;
   bool signaled = false;  // killed by a signal
   int code = 0;           // exit status, or the signal number when signaled
+  int64_t max_rss_bytes = 0;  // the child's peak resident memory (getrusage's ru_maxrss)
+  double cpu_s = 0;           // its user + system CPU time
 
   // "exited with status 3" / "killed by signal 9 (Killed)".
   std::string Describe() const;
@@ -48,5 +51,7 @@ struct ProcessExit {
 // Waits for any child of this process to end (retrying on EINTR). Throws
 // lifeline::Error when there is no child to wait for.
 ProcessExit WaitAnyProcess();
+// Waits for the child `pid` to end (retrying on EINTR).
+ProcessExit WaitProcess(pid_t pid);
 
 }  // namespace lifeline

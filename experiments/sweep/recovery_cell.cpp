@@ -5,7 +5,7 @@
 
 #include <chrono>
 #include <fstream>
-#include <iostream>
+#include <iterator>
 
 #include "common/error.hpp"
 #include "common/paths.hpp"
@@ -67,15 +67,23 @@ CellResult RunRecoveryCell(const json& inputs, const fs::path& work_dir) {
       out << inputs.dump(2) << "\n";
       if (!out) throw Error(fmt::format("cannot write {}", inputs_file.string()));
     }
-    const ProcessResult p = RunProcess({exe->string(), "recovery-cell", "--inputs", inputs_file.string(), "--work-dir",
-                                        work_dir.string(), "--result", result_file.string()},
-                                       /*merge_stderr=*/true);
-    std::cerr << p.out;  // the child's log goes where this process logs (the cell's run-cell.log)
+    // The child logs into the cell's directory and dies with this process
+    // (a killed runner leaves no orphan training).
+    const fs::path log = work_dir / "lifeline-recover.log";
+    SpawnOptions so;
+    so.log = log;
+    so.die_with_parent = true;
+    const pid_t pid = SpawnProcess({exe->string(), "recovery-cell", "--inputs", inputs_file.string(), "--work-dir",
+                                    work_dir.string(), "--result", result_file.string()},
+                                   so);
+    const ProcessExit ended = WaitProcess(pid);
     std::ifstream in(result_file);
-    if (p.status != 0 || !in) {
+    if (ended.signaled || ended.code != 0 || !in) {
+      std::ifstream lf(log);
+      const std::string text((std::istreambuf_iterator<char>(lf)), std::istreambuf_iterator<char>());
       r.status = CellStatus::kFailed;
-      r.error = fmt::format("{} recovery-cell exited with status {} without a result; last output:\n{}",
-                            exe->string(), p.status, Tail(p.out, 5));
+      r.error = fmt::format("{} recovery-cell {} without a result; last lines of {}:\n{}", exe->string(),
+                            ended.Describe(), log.string(), Tail(text, 5));
       return r;
     }
     const json res = json::parse(in);

@@ -175,7 +175,7 @@ printf '{"status":"done","seed":7,"outputs":{"metrics":{"ar_pct":42.5}},"input_f
   EXPECT_EQ(row.seed, 7);
   const auto inputs = CellWorkDir(s.path(), row.id) / "cell_inputs.json";
   EXPECT_EQ(row.checksums.count(inputs.string()), 1u) << row.checksums.dump();
-  std::ifstream log(CellWorkDir(s.path(), row.id) / "run-cell.log");
+  std::ifstream log(CellWorkDir(s.path(), row.id) / "lifeline-recover.log");
   const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("fake lifeline-recover"), std::string::npos) << text;
 }
