@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -135,6 +136,7 @@ void RunWhatif(const WhatifOptions& o) {
     if (o.format == "csv") sink.buf() += fmt::format("{}\n", fmt::join(cols, ","));
     if (o.format == "json") sink.buf() += "[\n";
     bool first = true;
+    uint64_t undefined = 0;  // grid points whose capture_pct is undefined
     auto metric_values = [&](const whatif::SweepMetrics& m, auto&& put) {
       put(m.tps);
       put(m.tpot_s);
@@ -164,7 +166,8 @@ void RunWhatif(const WhatifOptions& o) {
             metric_values(m, [&](double v) {
               if (!firstm) b += ',';
               firstm = false;
-              fmt::format_to(std::back_inserter(b), "{:.7g}", v);
+              if (std::isnan(v)) ++undefined;  // an undefined capture_pct: empty field
+              else fmt::format_to(std::back_inserter(b), "{:.7g}", v);
             });
             b += '\n';
             sink.MaybeFlush();
@@ -176,7 +179,9 @@ void RunWhatif(const WhatifOptions& o) {
               fmt::format_to(std::back_inserter(b), "{}{}: {}", c ? ", " : "", JsonString(cols[c]),
                              JsonValue(axes[i].values[idx[i]]));
             metric_values(m, [&](double v) {
-              fmt::format_to(std::back_inserter(b), ", {}: {:.7g}", JsonString(cols[c]), v);
+              if (std::isnan(v)) ++undefined;
+              if (std::isnan(v)) fmt::format_to(std::back_inserter(b), ", {}: null", JsonString(cols[c]));
+              else fmt::format_to(std::back_inserter(b), ", {}: {:.7g}", JsonString(cols[c]), v);
               ++c;
             });
             b += "}";
@@ -184,7 +189,11 @@ void RunWhatif(const WhatifOptions& o) {
           } else {
             std::vector<reports::Cell> r;
             for (size_t i = 0; i < idx.size(); ++i) r.emplace_back(axes[i].values[idx[i]]);
-            metric_values(m, [&](double v) { r.emplace_back(v, 4); });
+            metric_values(m, [&](double v) {
+              if (std::isnan(v)) ++undefined;
+              if (std::isnan(v)) r.emplace_back("undefined");
+              else r.emplace_back(v, 4);
+            });
             sweep_table.rows.push_back(std::move(r));
           }
         },
@@ -199,11 +208,23 @@ void RunWhatif(const WhatifOptions& o) {
           if (done == all) std::fprintf(stderr, "\n");
         });
     if (o.format == "json") sink.buf() += "\n]\n";
+    const std::string undefined_note =
+        undefined == 0 ? ""
+        : o.baseline == o.ceiling
+            ? fmt::format("capture_pct is undefined at every point: --baseline and --ceiling are the same plan ({}), so "
+                          "Capture% = (TPS - TPS(baseline)) / (TPS(ceiling) - TPS(baseline)) divides by 0; choose "
+                          "another --ceiling",
+                          o.baseline)
+            : fmt::format("capture_pct is undefined at {} of {} points, where TPS({}) equals TPS({}) (0/0); left {}",
+                          undefined, total, o.ceiling, o.baseline,
+                          o.format == "csv" ? "empty" : o.format == "json" ? "null" : "'undefined'");
+    if (!undefined_note.empty()) sweep_table.notes.push_back(undefined_note);
     if (!streaming) {
       tables.insert(tables.begin(), sweep_table);
       sink.buf() += Render(tables, o.format);
     }
     sink.Flush();
+    if (!undefined_note.empty() && streaming) std::fprintf(stderr, "whatif: %s\n", undefined_note.c_str());
     if (tty) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::fprintf(stderr, "whatif: %llu points in %.2f s (%.2f M points/s)\n", static_cast<unsigned long long>(total),
@@ -246,7 +267,9 @@ void AddWhatifCommand(CLI::App& app) {
   sub->add_option("--ceiling", o->ceiling, "sweeps: add tps_ceiling and capture_pct against this plan (e.g. w2)");
   sub->add_option("--format", o->format, "table, md, csv or json (sweeps stream csv/json)")->capture_default_str();
   sub->add_option("--out", o->out, "write to this file instead of stdout");
-  sub->add_option("--top", o->top, "operator groups shown")->capture_default_str();
+  sub->add_option("--top", o->top, "operator groups shown (1 to 10000)")
+      ->check(CLI::Range(size_t{1}, size_t{10000}))
+      ->capture_default_str();
   sub->add_option("--html", o->html, "also write an HTML report with figures into this directory");
   sub->add_flag("--quiet", o->quiet, "no progress line");
   sub->callback([o] { RunWhatif(*o); });

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -164,7 +165,10 @@ void RunSweep(const Scenario& scenario, const std::vector<Override>& fixed, cons
     }
     if (g.ceiling) {
       m.tps_ceiling = 1.0 / g.ceiling->StepSeconds(d, ctx);
-      m.capture_pct = (m.tps - m.tps_baseline) / (m.tps_ceiling - m.tps_baseline) * 100.0;
+      // 0/0 when the ceiling gains nothing over the baseline: undefined.
+      m.capture_pct = m.tps_ceiling == m.tps_baseline
+                          ? std::numeric_limits<double>::quiet_NaN()
+                          : (m.tps - m.tps_baseline) / (m.tps_ceiling - m.tps_baseline) * 100.0;
     }
     row(idx, m);
     if (progress && (done + 1) % kProgressEvery == 0) progress(done + 1, total);

@@ -174,6 +174,8 @@ struct SweepMetrics {
   double elasticity_bandwidth = 0;  // d ln TPS / d ln memory_bandwidth
   double elasticity_tops = 0;       // d ln TPS / d ln int8_tops
   double tps_baseline = 0, gain_pct = 0, tps_ceiling = 0, capture_pct = 0;
+  // capture_pct is NaN (undefined) where tps_ceiling == tps_baseline, e.g.
+  // when the baseline and ceiling plans are the same.
 };
 
 // Number of grid points (product of axis sizes).
