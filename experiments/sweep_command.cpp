@@ -4,11 +4,15 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <iostream>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "experiments/commands.hpp"
+#include "experiments/sweep/cell_exec.hpp"
 #include "experiments/sweep/joint_report.hpp"
 #include "experiments/sweep/matrix.hpp"
 #include "experiments/sweep/runner.hpp"
@@ -64,25 +68,61 @@ std::string Describe(const SweepCell& c) {
 
 void DryRun(const Matrix& m, const fs::path& store_path) {
   std::map<std::string, CellStatus> st;
+  std::map<std::string, std::string> errors;
   if (fs::exists(store_path)) {
-    Store s(store_path);
+    Store s(store_path, Store::Mode::kReadOnly);  // a dry run only reads
     st = s.Statuses();
+    errors = s.Errors();
   }
   reports::Table t;
   t.title = fmt::format("{}: {} cells{}", m.name, m.cells.size(), m.preset.empty() ? "" : " (preset " + m.preset + ")");
   t.columns = {"id", "kind", "status", "cell"};
+  bool any_error = false;
+  for (const auto& c : m.cells) any_error = any_error || errors.count(c.id);
+  if (any_error) t.columns.push_back("error");
   std::map<std::string, int> counts;
   for (const auto& c : m.cells) {
     const auto it = st.find(c.id);
     const std::string status = it == st.end() ? "new" : CellStatusName(it->second);
     ++counts[status];
     t.rows.push_back({c.id, CellKindName(c.kind), status, Describe(c)});
+    if (any_error) {
+      const auto e = errors.find(c.id);
+      t.rows.back().push_back(e == errors.end() ? std::string() : e->second);
+    }
   }
   std::cout << reports::ToText(t);
   std::string summary;
   for (const auto& [k, n] : counts) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", n, k);
   std::cout << fmt::format("\n{} cells: {} (store: {}{})\n", m.cells.size(), summary, store_path.string(),
                            fs::exists(store_path) ? "" : ", not created yet");
+}
+
+// Throws an Error (exit 1) saying how many cells of `m` failed and why.
+void FailIfCellsFailed(Store& store, const Matrix& m, const SweepOptions& o) {
+  const auto st = store.Statuses();
+  const auto errors = store.Errors();
+  std::vector<const SweepCell*> failed;
+  for (const auto& c : m.cells) {
+    const auto it = st.find(c.id);
+    if (it != st.end() && it->second == CellStatus::kFailed) failed.push_back(&c);
+  }
+  if (failed.empty()) return;
+  std::string msg = fmt::format("sweep {}: {} of {} cells failed", m.name, failed.size(), m.cells.size());
+  const size_t shown = std::min<size_t>(failed.size(), 3);
+  for (size_t i = 0; i < shown; ++i) {
+    const SweepCell& c = *failed[i];
+    const auto e = errors.find(c.id);
+    msg += fmt::format("\n  {} ({}): {}", c.id, Describe(c), e == errors.end() ? "" : e->second);
+    if (c.kind == CellKind::kRecovery) {
+      msg += fmt::format(" [log: {}]", (CellWorkDir(store.path(), c.id) / "run-cell.log").string());
+    }
+  }
+  if (failed.size() > shown) msg += fmt::format("\n  ... and {} more", failed.size() - shown);
+  msg += fmt::format("\nevery cell's error: `lifeline sweep {} --store {}{} --dry-run` (error column); rerunning the "
+                     "sweep retries failed cells",
+                     o.file, store.path().string(), o.preset.empty() ? "" : " --preset " + o.preset);
+  throw Error(msg);
 }
 
 void RunSweep(const SweepOptions& o) {
@@ -95,7 +135,8 @@ void RunSweep(const SweepOptions& o) {
     DryRun(m, store_path);
     return;
   }
-  Store store(store_path);
+  Store store(store_path, Store::Mode::kReadWrite,
+              o.store.empty() ? "--store (default out/<matrix name>/results.db)" : "--store");
   if (o.backend == "local") {
     RunOptions ro;
     ro.threads = o.threads;
@@ -106,12 +147,15 @@ void RunSweep(const SweepOptions& o) {
     const RunSummary s = RunLocal(store, m, ro);
     std::cout << fmt::format(
         "sweep {}: {} cells; ran {} ({} done, {} infeasible, {} failed) in {:.3f} s ({:.0f} cells/s); {} already "
-        "finished, {} stale claims reset, {} running elsewhere; store {}\n",
+        "finished, {} stale claims reset ({} of a runner that died during this run), {} run by another runner; "
+        "store {}\n",
         m.name, s.total, s.ran, s.done, s.infeasible, s.failed, s.seconds, s.seconds > 0 ? s.ran / s.seconds : 0.0,
-        s.skipped, s.reset, s.elsewhere, store_path.string());
-    if (s.failed > 0) {
-      std::cout << "failed cells are recorded with their error (`lifeline sweep " << o.file
-                << " --dry-run` lists them); rerunning retries them\n";
+        s.skipped, s.reset, s.reclaimed, s.elsewhere, store_path.string());
+    FailIfCellsFailed(store, m, o);
+    if (s.unfinished > 0) {
+      throw Error(fmt::format("sweep {}: {} cells could not be claimed and are still pending or running in {}; "
+                              "rerun the sweep",
+                              m.name, s.unfinished, store_path.string()));
     }
     return;
   }
@@ -146,6 +190,7 @@ void RunSweep(const SweepOptions& o) {
       throw Error(fmt::format("slurm job {} left {} cells unfinished; logs in {}", sub->job_id, left,
                               (sub->script.parent_path() / "logs").string()));
     }
+    FailIfCellsFailed(store, m, o);
   }
 }
 
@@ -230,19 +275,39 @@ void AddSweepCommands(CLI::App& app) {
     sub->add_option("--pareto-device", o->jr.pareto_device, "device of the Pareto plot's gains (default: first)");
     sub->add_option("--pareto-context", o->jr.pareto_context, "context of the Pareto plot's gains")
         ->capture_default_str();
-    sub->callback([o] {
+    sub->callback([o, sub] {
       if (!fs::exists(o->store)) {
         throw MakeConfigError(o->store, "--store", "no such results store", "a store written by `lifeline sweep`", "");
       }
-      Store store(o->store);
-      const JointReport r = BuildJointReport(store.All(), o->jr);
+      std::error_code ec;
+      if (fs::exists(o->out, ec) && !fs::is_directory(o->out, ec)) {
+        throw MakeConfigError(o->out, "--out", "exists and is not a directory", "a directory for the report files",
+                              "choose another --out");
+      }
+      Store store(o->store, Store::Mode::kReadOnly);  // a report only reads
+      std::set<std::string> given;
+      for (const char* flag : {"--baseline", "--ceiling", "--pareto-device", "--pareto-context"}) {
+        if (sub->count(flag) > 0) given.insert(flag);
+      }
+      const std::vector<CellRow> rows = store.All();
+      CheckJointReportOptions(rows, o->jr, given);
+      fs::create_directories(o->out, ec);
+      if (ec || access(o->out.c_str(), W_OK) != 0) {
+        throw MakeConfigError(o->out, "--out", "cannot write into it" + (ec ? " (" + ec.message() + ")" : std::string()),
+                              "a writable directory for the report files", "choose another --out");
+      }
+      const JointReport r = BuildJointReport(rows, o->jr);
       const auto written = WriteJointReport(r, o->out);
       for (const auto& [stem, t] : r.tables) {
         if (stem.rfind("model_", 0) == 0 && t.rows.size() <= 60) std::cout << reports::ToText(t) << "\n";
       }
-      std::cout << fmt::format("report: {} cells ({} done, {} infeasible, {} failed, {} unfinished); wrote {} files "
-                               "to {}/\n",
-                               r.cells, r.done, r.infeasible, r.failed, r.unfinished, written.size(), o->out);
+      std::cout << fmt::format("report: {} cells ({} done, {} infeasible, {} failed, {} unfinished{}); wrote {} "
+                               "files to {}/\n",
+                               r.cells, r.done, r.infeasible, r.failed, r.unfinished,
+                               r.superseded ? fmt::format("; {} older cells of since-changed input files not shown",
+                                                          r.superseded)
+                                            : "",
+                               written.size(), o->out);
     });
   }
 }

@@ -19,22 +19,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-
-// The file a model/device/plan name was read from ("" for presets).
-fs::path SourceFile(const std::string& kind, const std::string& name) {
-  std::error_code ec;
-  if (fs::is_regular_file(name, ec)) return name;
-  if (fs::is_directory(name, ec) && fs::is_regular_file(fs::path(name) / "config.json", ec)) {
-    return fs::path(name) / "config.json";
-  }
-  if (kind == "model") return ModelZooDir() / (name + ".yaml");
-  if (kind == "device") return HwspecDir() / (name + ".yaml");
-  return {};
-}
-
-}  // namespace
-
 struct ThroughputEvaluator::Impl {
   struct GraphEntry {
     std::once_flag once;
@@ -137,10 +121,21 @@ CellResult ThroughputEvaluator::Run(const json& in) {
     const std::string plan = in.at("plan").get<std::string>();
     const int64_t context = in.at("context").get<int64_t>();
     const int64_t batch = in.at("batch").get<int64_t>();
+    const json expected = in.value("input_sha256", json::object());
     for (const auto& [kind, name] : {std::pair<std::string, std::string>{"model", model}, {"device", device},
                                      {"plan", plan}}) {
-      const fs::path f = SourceFile(kind, name);
-      if (!f.empty() && fs::is_regular_file(f)) r.checksums[f.string()] = impl_->Checksum(f);
+      const fs::path f = CellInputFile(kind, name);
+      if (f.empty() || !fs::is_regular_file(f)) continue;
+      const std::string sum = impl_->Checksum(f);
+      r.checksums[f.string()] = sum;
+      // The cell was made from other contents of this file: its results
+      // would belong to the old file. A sweep rerun makes the new cell.
+      if (expected.contains(kind) && expected[kind] != sum) {
+        throw Error(fmt::format("{} file {} changed after this cell was made (SHA-256 {} when made, {} now); rerun "
+                                "`lifeline sweep` on the matrix to make a cell for the new contents",
+                                kind, f.string(), expected[kind].get<std::string>().substr(0, 16),
+                                sum.substr(0, 16)));
+      }
     }
     const DeviceSpec& d = impl_->Device(device);
     Impl::GraphEntry& g = impl_->Graph(in);

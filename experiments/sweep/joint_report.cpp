@@ -9,6 +9,8 @@
 #include <optional>
 #include <set>
 
+#include "common/error.hpp"
+#include "common/yaml_util.hpp"
 #include "experiments/sweep/slurm.hpp"
 #include "experiments/paper/paper.hpp"
 
@@ -62,13 +64,91 @@ std::string Label(const CellRow& r, const std::string& key, const std::string& f
   return r.labels.is_object() && r.labels.contains(key) ? r.labels[key].get<std::string>() : fallback;
 }
 
+// A cell's identity without the digests of its input files.
+std::string LogicalKey(const CellRow& r) {
+  json in = r.inputs;
+  if (in.is_object()) in.erase("input_sha256");
+  return CellKindName(r.kind) + "|" + in.dump();
+}
+
+// The newest cell of each logical key, in the order of `rows`; counts the rest.
+std::vector<const CellRow*> Newest(const std::vector<CellRow>& rows, int* superseded) {
+  std::map<std::string, const CellRow*> newest;
+  for (const auto& r : rows) {
+    const CellRow*& n = newest[LogicalKey(r)];
+    if (!n || r.created_at > n->created_at || (r.created_at == n->created_at && r.id > n->id)) n = &r;
+  }
+  std::vector<const CellRow*> out;
+  for (const auto& r : rows) {
+    if (newest.at(LogicalKey(r)) == &r) out.push_back(&r);
+  }
+  *superseded = static_cast<int>(rows.size() - out.size());
+  return out;
+}
+
+// The (plan, device, context) of a throughput or measured row.
+struct ThroughputKey {
+  std::string plan, device;
+  int64_t context = 0;
+};
+std::optional<ThroughputKey> KeyOf(const CellRow& r) {
+  if (r.kind == CellKind::kThroughput) {
+    return ThroughputKey{r.inputs.at("plan").get<std::string>(), r.inputs.at("device").get<std::string>(),
+                         r.inputs.at("context").get<int64_t>()};
+  }
+  if (r.kind == CellKind::kMeasured) {
+    return ThroughputKey{r.inputs.at("plan").get<std::string>(),
+                         "measured: " + r.inputs.value("machine", std::string("this machine")),
+                         r.inputs.at("context_tokens").get<int64_t>()};
+  }
+  return std::nullopt;
+}
+
+template <typename T>
+std::string List(const std::set<T>& s) {
+  if (s.empty()) return "none: the store has no throughput cells";
+  return fmt::format("{}", fmt::join(s, ", "));
+}
+
 }  // namespace
 
-JointReport BuildJointReport(const std::vector<CellRow>& rows, const JointReportOptions& o) {
+void CheckJointReportOptions(const std::vector<CellRow>& rows, const JointReportOptions& o,
+                             const std::set<std::string>& given) {
+  std::set<std::string> plans, devices;
+  std::set<int64_t> contexts;
+  for (const auto& r : rows) {
+    if (const auto k = KeyOf(r)) {
+      plans.insert(k->plan);
+      devices.insert(k->device);
+      contexts.insert(k->context);
+    }
+  }
+  auto check = [&](const char* flag, const std::string& value, const std::set<std::string>& valid,
+                   const char* what) {
+    if (!given.count(flag) || valid.count(value)) return;
+    const std::string guess = DidYouMean(value, std::vector<std::string>(valid.begin(), valid.end()));
+    throw MakeConfigError("command line", flag, "'" + value + "' is no " + what + " of the store's throughput cells",
+                          std::string("one of: ") + List(valid), guess.empty() ? "" : "did you mean '" + guess + "'?");
+  };
+  check("--baseline", o.baseline, plans, "plan");
+  check("--ceiling", o.ceiling, plans, "plan");
+  check("--pareto-device", o.pareto_device, devices, "device");
+  if (o.pareto_context <= 0 || (given.count("--pareto-context") && !contexts.count(o.pareto_context))) {
+    throw MakeConfigError("command line", "--pareto-context",
+                          fmt::format("{} is {}", o.pareto_context,
+                                      o.pareto_context <= 0 ? "not a positive number of tokens"
+                                                            : "no context of the store's throughput cells"),
+                          "one of: " + List(contexts));
+  }
+}
+
+JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointReportOptions& o) {
   JointReport rep;
+  const std::vector<const CellRow*> newest = Newest(all_rows, &rep.superseded);
   std::map<std::tuple<std::string, std::string, std::string, int64_t>, Group> groups;
   std::vector<const CellRow*> recovery;
-  for (const auto& r : rows) {
+  for (const CellRow* rp : newest) {
+    const CellRow& r = *rp;
     ++rep.cells;
     switch (r.status) {
       case CellStatus::kDone: ++rep.done; break;
@@ -163,8 +243,9 @@ JointReport BuildJointReport(const std::vector<CellRow>& rows, const JointReport
     // Plans: baseline, ceiling, then the rest by name.
     std::vector<std::string> plans;
     for (const auto& p : {o.baseline, o.ceiling}) {
-      if (g.plans.count(p)) plans.push_back(p);
+      if (g.plans.count(p) && std::find(plans.begin(), plans.end(), p) == plans.end()) plans.push_back(p);
     }
+    bool capture_undefined = false;  // TPS(ceiling) == TPS(baseline) somewhere
     for (const auto& p : g.plans) {
       if (p != o.baseline && p != o.ceiling) plans.push_back(p);
     }
@@ -185,6 +266,7 @@ JointReport BuildJointReport(const std::vector<CellRow>& rows, const JointReport
           const auto base = Tps(g, o.baseline, ctx, d), ceil = Tps(g, o.ceiling, ctx, d);
           row.push_back(Cell(tps, 6));
           row.push_back(base ? Cell(GainPct(*base, tps), 6) : Cell());
+          if (base && ceil && *ceil == *base) capture_undefined = true;
           row.push_back(base && ceil && *ceil != *base ? Cell(CapturePct(*base, *ceil, tps), 6) : Cell());
         }
         if (any_rec) {
@@ -208,6 +290,15 @@ JointReport BuildJointReport(const std::vector<CellRow>& rows, const JointReport
     t.notes.push_back(fmt::format("Gain% = TPS / TPS({0}) - 1; Capture% = (TPS - TPS({0})) / (TPS({1}) - TPS({0})); "
                                   "cells that did not finish show their status.",
                                   o.baseline, o.ceiling));
+    if (capture_undefined) {
+      t.notes.push_back(o.baseline == o.ceiling
+                            ? fmt::format("Capture% is undefined (empty): the baseline and the ceiling are the same "
+                                          "plan ({}), so TPS(ceiling) - TPS(baseline) is 0; pass a different --ceiling.",
+                                          o.baseline)
+                            : fmt::format("Capture% is undefined (empty) where TPS({}) equals TPS({}): the ceiling "
+                                          "gains nothing over the baseline there (0/0).",
+                                          o.ceiling, o.baseline));
+    }
     if (any_rec) {
       t.notes.push_back("Recovery columns: the recovery cell with the highest perplexity AR% among those whose "
                         "report plan label is the row's plan (see recovery.* for every cell); AR% is empty when "

@@ -9,10 +9,16 @@
 //  - `pareto`: throughput gain of each recovery cell's plan (per throughput
 //    model, at one device and context) vs perplexity AR%, with the Pareto
 //    front; plotted by gnuplot (pareto.png, pareto.svg; pareto.gp beside).
+// Cells whose inputs differ only in input_sha256 (the same model/device/plan
+// names, whose files were edited between sweeps) are one result: the newest
+// cell (last created) is shown, the older ones are counted as superseded.
+// Capture% is left empty, with a note saying why, where TPS(ceiling) equals
+// TPS(baseline) (0/0), e.g. when --baseline and --ceiling name one plan.
 // Tables go through reports/table.hpp (Markdown, CSV, LaTeX, JSON).
 
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,7 +41,14 @@ struct JointReport {
   std::string pareto_device;
   int64_t pareto_context = 0;
   int cells = 0, done = 0, failed = 0, infeasible = 0, unfinished = 0;
+  int superseded = 0;            // cells left out: a newer cell has the same inputs but newer input files
 };
+
+// Throws ConfigError when a flag the user gave (named in `given`) names no
+// plan / device / context of the store's throughput cells (the message lists
+// those there are), or --pareto-context is not positive.
+void CheckJointReportOptions(const std::vector<CellRow>& rows, const JointReportOptions& o,
+                             const std::set<std::string>& given);
 
 JointReport BuildJointReport(const std::vector<CellRow>& rows, const JointReportOptions& o);
 // Writes the tables, pareto.{dat,gp} (+ .png/.svg when gnuplot runs) and

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <set>
@@ -54,6 +56,30 @@ const std::vector<std::string>& RecoveryKeys() {
 }
 
 std::string CellId(const json& inputs) { return Sha256Hex(inputs.dump()).substr(0, 16); }
+
+fs::path CellInputFile(const std::string& axis, const std::string& value) {
+  std::error_code ec;
+  if (fs::is_regular_file(value, ec)) return value;
+  if (fs::is_directory(value, ec) && fs::is_regular_file(fs::path(value) / "config.json", ec)) {
+    return fs::path(value) / "config.json";
+  }
+  if (axis == "model") return ModelZooDir() / (value + ".yaml");
+  if (axis == "device") return HwspecDir() / (value + ".yaml");
+  return {};
+}
+
+void CheckMatrixName(const std::string& name, const std::string& where, const std::string& key) {
+  const bool plain = !name.empty() && name[0] != '.' && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (!plain) {
+    throw MakeConfigError(where, key,
+                          "'" + name + "' is not a plain name: the matrix name becomes the folder out/<name>/ of its "
+                          "results and must stay inside it",
+                          "letters, digits, '.', '_' and '-', not starting with '.' (no '/', no '..', not absolute)",
+                          "rename it, e.g. 'name: my-sweep'; choose where results go with --store");
+  }
+}
 
 namespace {
 
@@ -226,6 +252,25 @@ class ThroughputValidator {
     throw InternalError("unhandled axis " + axis);
   }
 
+  // SHA-256 of the files a cell's model, device and plan are read from.
+  json Digests(const std::map<std::string, json>& a) {
+    json d = json::object();
+    for (const char* axis : {"model", "device", "plan"}) {
+      const auto it = a.find(axis);
+      if (it == a.end() || !it->second.is_string()) continue;
+      const std::string value = it->second.get<std::string>();
+      const std::string key = std::string(axis) + "|" + value;
+      auto cached = digests_.find(key);
+      if (cached == digests_.end()) {
+        const fs::path f = CellInputFile(axis, value);
+        std::error_code ec;
+        cached = digests_.emplace(key, !f.empty() && fs::is_regular_file(f, ec) ? Sha256File(f) : "").first;
+      }
+      if (!cached->second.empty()) d[axis] = cached->second;
+    }
+    return d;
+  }
+
  private:
   // A value naming a file beside the matrix becomes an absolute path.
   std::string Localize(const std::string& s) const {
@@ -237,6 +282,7 @@ class ThroughputValidator {
     return s;
   }
   fs::path base_dir_;
+  std::map<std::string, std::string> digests_;  // "axis|value" -> SHA-256 of its file
   std::map<std::string, ModelArch> models_;
   std::set<std::string> devices_;
 };
@@ -405,6 +451,37 @@ Section ReadSection(StrictMap sec, bool recovery, const std::string& file) {
   return s;
 }
 
+uint64_t SaturatingMul(uint64_t a, uint64_t b) { return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b; }
+uint64_t SaturatingAdd(uint64_t a, uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
+
+// Cells a section expands to before exclude rules, counted without expanding
+// them; `shape` gets the product written out ("model 2 x device 3 ...").
+uint64_t SectionSize(const Section& s, std::string* shape) {
+  auto product = [&](const std::vector<std::string>& order, const std::map<std::string, std::vector<Value>>& axes,
+                     std::string* text) {
+    uint64_t n = 1;
+    for (const auto& k : order) {
+      const auto it = axes.find(k);
+      if (it == axes.end()) continue;
+      n = SaturatingMul(n, it->second.size());
+      if (text) *text += fmt::format("{}{} {}", text->empty() ? "" : " x ", k, it->second.size());
+    }
+    return n;
+  };
+  uint64_t total = product(s.axis_order, s.axes, shape);
+  for (const auto& inc : s.include) {
+    std::map<std::string, std::vector<Value>> axes = s.axes;
+    std::vector<std::string> order = s.axis_order;
+    for (const auto& [k, vals] : inc.keys) {
+      axes[k] = vals;
+      if (std::find(order.begin(), order.end(), k) == order.end()) order.push_back(k);
+    }
+    total = SaturatingAdd(total, product(order, axes, nullptr));
+  }
+  if (!s.include.empty()) *shape += fmt::format(", plus {} include rule(s)", s.include.size());
+  return total;
+}
+
 // Expands a section into cells: product, excludes, includes.
 std::vector<SweepCell> Expand(Section& s, const std::string& file, ThroughputValidator* tv) {
   const bool recovery = s.name == "recovery";
@@ -439,6 +516,7 @@ std::vector<SweepCell> Expand(Section& s, const std::string& file, ThroughputVal
     } else {
       c.inputs = json(a);
       c.inputs["kind"] = "throughput";
+      c.inputs["input_sha256"] = tv->Digests(a);
       c.labels = json::object();
     }
     c.canonical = c.inputs.dump();
@@ -536,7 +614,13 @@ Matrix ParseMatrix(const YAML::Node& root_in, const std::string& file, const std
   Matrix m;
   m.file = file;
   m.preset = preset;
-  m.name = top.OptionalString("name").value_or(fs::path(file).stem().string());
+  if (auto name = top.OptionalString("name")) {
+    m.name = *name;
+    CheckMatrixName(m.name, Where(file, root["name"]), "name");
+  } else {
+    m.name = fs::path(file).stem().string();
+    CheckMatrixName(m.name, file, "<file name>");
+  }
   m.description = top.OptionalString("description").value_or("");
   top.Allow("presets");
   ThroughputValidator tv(file.empty() ? fs::current_path() : fs::absolute(fs::path(file)).parent_path());
@@ -547,6 +631,24 @@ Matrix ParseMatrix(const YAML::Node& root_in, const std::string& file, const std
   if (!thr && !rec) {
     throw MakeConfigError(Where(file, root), "<root>", "no cells", "a 'throughput:' and/or 'recovery:' section",
                           "see experiments/paper.yaml");
+  }
+  // Refuse a product too big to hold before expanding it.
+  uint64_t total = 0;
+  std::string shape;
+  for (const auto* sec : {thr ? &*thr : nullptr, rec ? &*rec : nullptr}) {
+    if (!sec) continue;
+    std::string sec_shape;
+    total = SaturatingAdd(total, SectionSize(*sec, &sec_shape));
+    shape += (shape.empty() ? "" : "; ") + sec->name + ": " + sec_shape;
+  }
+  if (total > kMaxMatrixCells) {
+    throw MakeConfigError(file, thr && rec ? "throughput/recovery" : thr ? "throughput" : "recovery",
+                          fmt::format("{} cells before exclude rules ({}){}, more than the limit of {} cells per "
+                                      "matrix",
+                                      total == UINT64_MAX ? std::string("over 1.8e19") : std::to_string(total), shape,
+                                      preset.empty() ? "" : " with preset " + preset, kMaxMatrixCells),
+                          fmt::format("at most {} cells", kMaxMatrixCells),
+                          "split the matrix into several files or presets (they may share one --store)");
   }
   if (thr) {
     auto cells = Expand(*thr, file, &tv);

@@ -22,8 +22,16 @@
 // Cell id: the first 16 hex digits (64 bits) of SHA-256 over the cell's
 // canonical JSON (nlohmann::json::dump(): keys sorted, no spaces, integral
 // numbers written as integers, every default filled in). Report labels are
-// not part of the id, so renaming a label does not redo a cell.
+// not part of the id, so renaming a label does not redo a cell. A throughput
+// cell's inputs include `input_sha256`: the SHA-256 of the model, device and
+// plan files it reads (zoo/hwspec YAML, a YAML or HF config.json path), so
+// editing one of those files makes new cells instead of reusing old results.
+//
+// Limits: `name:` (and the file stem it defaults to) becomes a folder under
+// out/, so it is one plain path component; a matrix expands to at most
+// kMaxMatrixCells cells.
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -53,6 +61,20 @@ struct Matrix {
   std::string preset;       // applied preset, "" for none
   std::vector<SweepCell> cells;  // throughput cells, then recovery cells, in product order
 };
+
+// Most cells one matrix may expand to (before exclude rules): each cell is
+// held in memory by the runner and the dry run (about 5 KB each with the dry
+// run's table: 200,000 cells take ~1 GB).
+constexpr uint64_t kMaxMatrixCells = 200000;
+
+// The file a throughput model/device/plan value is read from: the path
+// itself, <dir>/config.json for an HF directory, the zoo or hwspec YAML for a
+// name; "" for a built-in plan preset.
+std::filesystem::path CellInputFile(const std::string& axis, const std::string& value);
+
+// Throws ConfigError unless `name` is one plain path component (letters,
+// digits, '.', '_', '-'; not starting with '.'). `where`/`key` locate it.
+void CheckMatrixName(const std::string& name, const std::string& where, const std::string& key);
 
 // Throughput axes, in product order, and their defaults.
 const std::vector<std::string>& ThroughputAxes();

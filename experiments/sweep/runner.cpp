@@ -104,7 +104,6 @@ void RunThroughput(Store& store, const Matrix& m, const std::vector<std::string>
     const std::vector<std::string> chunk(todo.begin() + static_cast<std::ptrdiff_t>(start),
                                          todo.begin() + static_cast<std::ptrdiff_t>(std::min(todo.size(), start + o.chunk)));
     const std::vector<std::string> claimed = store.Claim(chunk, self, from);
-    s.elsewhere += static_cast<int>(chunk.size() - claimed.size());
     std::vector<std::pair<std::string, CellResult>> results(claimed.size());
     std::atomic<size_t> next{0};
     auto work = [&] {
@@ -174,11 +173,7 @@ void RunRecovery(Store& store, const std::vector<std::string>& todo, const RunOp
                                                     (CellWorkDir(store.path(), id) / "run-cell.log").string()));
     }
     const auto row = store.Get(id);
-    if (row && row->status == CellStatus::kRunning) {
-      ++s.elsewhere;
-    } else if (row) {
-      Tally(s, row->status);
-    }
+    if (row && row->status != CellStatus::kRunning) Tally(s, row->status);  // running: another runner has it
     progress.Add(1);
   }
 }
@@ -199,9 +194,7 @@ RunSummary RunLocal(Store& store, const Matrix& m, const RunOptions& o) {
     const CellStatus st = statuses.at(c.id);
     if (std::find(from.begin(), from.end(), st) != from.end()) {
       (c.kind == CellKind::kThroughput ? thr : rec).push_back(c.id);
-    } else if (st == CellStatus::kRunning) {
-      ++s.elsewhere;
-    } else {
+    } else if (st != CellStatus::kRunning) {
       ++s.skipped;
     }
   }
@@ -210,8 +203,46 @@ RunSummary RunLocal(Store& store, const Matrix& m, const RunOptions& o) {
     HeartbeatThread hb(store.path(), o.heartbeat_s);
     if (!thr.empty()) RunThroughput(store, m, thr, o, from, s, progress);
     if (!rec.empty()) RunRecovery(store, rec, o, s, progress);
+    // Cells other runners hold: wait for them, and run those whose runner
+    // died meanwhile (pid gone on this host, or no heartbeat for
+    // stale_after_s) instead of leaving them `running`.
+    bool said = false;
+    std::map<std::string, int> tries;  // a cell that cannot be claimed is not retried forever
+    for (;;) {
+      const int reset = store.ResetStale(o.stale_after_s);
+      s.reset += reset;
+      s.reclaimed += reset;
+      const auto now = store.Statuses();
+      std::vector<std::string> thr2, rec2;
+      int running = 0;
+      for (const auto& c : m.cells) {
+        const CellStatus st = now.at(c.id);
+        if (st == CellStatus::kPending) {
+          if (tries[c.id]++ < 2) (c.kind == CellKind::kThroughput ? thr2 : rec2).push_back(c.id);
+        } else if (st == CellStatus::kRunning) {
+          ++running;
+        }
+      }
+      if (!thr2.empty()) RunThroughput(store, m, thr2, o, {CellStatus::kPending}, s, progress);
+      if (!rec2.empty()) RunRecovery(store, rec2, o, s, progress);
+      if (!thr2.empty() || !rec2.empty()) continue;
+      if (running == 0) break;
+      if (!said) {
+        std::fprintf(stderr, "\nsweep: waiting for %d cells another runner holds (they run here if it dies)\n",
+                     running);
+        said = true;
+      }
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::max(0.01, o.poll_s)));
+    }
   }
   progress.Print(true);
+  // Cells neither skipped, run here nor left unfinished, another runner ran.
+  const auto final_status = store.Statuses();
+  for (const auto& c : m.cells) {
+    const CellStatus st = final_status.at(c.id);
+    s.unfinished += st == CellStatus::kPending || st == CellStatus::kRunning;
+  }
+  s.elsewhere = std::max(0, s.total - s.skipped - s.ran - s.unfinished);
   s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return s;
 }

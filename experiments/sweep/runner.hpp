@@ -8,6 +8,10 @@
 // Resumable: on start, running rows whose owner died go back to pending;
 // done/infeasible cells are never redone; failed cells are retried unless
 // `retry_failed` is false. A heartbeat thread keeps this process's claims fresh.
+// Cells another runner holds are waited for, polling every `poll_s`; when that
+// runner dies (its pid is gone on this host, or its heartbeat is older than
+// `stale_after_s`) its cells are reclaimed and run here. RunLocal returns when
+// every cell of the matrix is finished.
 
 #include <cstdint>
 #include <filesystem>
@@ -28,6 +32,7 @@ struct RunOptions {
   std::string exe = "/proc/self/exe";  // the lifeline binary for run-cell children
   double stale_after_s = 120;  // a claim without heartbeat for this long is dead
   double heartbeat_s = 5;      // heartbeat period
+  double poll_s = 1;           // how often cells held by other runners are checked
 };
 
 struct RunSummary {
@@ -36,7 +41,9 @@ struct RunSummary {
   int reset = 0;               // stale running rows reset to pending
   int ran = 0;                 // cells this run executed
   int done = 0, failed = 0, infeasible = 0;  // outcomes of the cells this run executed
-  int elsewhere = 0;           // running under another live owner (left alone)
+  int elsewhere = 0;           // run by another runner (waited for)
+  int unfinished = 0;          // still pending or running at the end (could not be claimed)
+  int reclaimed = 0;           // of those reset: held by a runner that died during this run
   double seconds = 0;          // wall time
 };
 

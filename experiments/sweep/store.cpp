@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <fstream>
@@ -198,24 +199,111 @@ bool ProcessAlive(int64_t pid) {
   return true;
 }
 
-Store::Store(const std::filesystem::path& path, int busy_timeout_ms) : path_(path) {
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw MakeConfigError(path.string(), "--store", "cannot open the results store (" + msg + ")",
-                          "a writable SQLite file path", "check the directory exists and is writable");
+Store::Store(const std::filesystem::path& path, int busy_timeout_ms)
+    : Store(path, Mode::kReadWrite, "--store", busy_timeout_ms) {}
+
+namespace {
+
+// A file: URI for sqlite3_open_v2 (characters with a meaning in URIs escaped).
+std::string FileUri(const std::filesystem::path& path, const char* query) {
+  std::string uri = "file:";
+  for (unsigned char c : std::filesystem::absolute(path).string()) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') uri += static_cast<char>(c);
+    else uri += fmt::format("%{:02X}", c);
   }
-  sqlite3_busy_timeout(db_, busy_timeout_ms);
+  return uri + query;
+}
+
+}  // namespace
+
+Store::Store(const std::filesystem::path& path, Mode mode, const std::string& flag, int busy_timeout_ms)
+    : path_(path) {
+  namespace fs = std::filesystem;
+  const std::string where = path.string();
+  auto fail = [&](const std::string& problem, const std::string& hint) {
+    if (db_) sqlite3_close(db_);
+    db_ = nullptr;
+    return MakeConfigError(where, flag, problem, "a results store: an SQLite file written by `lifeline sweep`", hint);
+  };
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    throw fail("is a directory", "give the store file, e.g. " + (path / "results.db").string());
+  }
+  if (mode == Mode::kReadOnly) {
+    if (!fs::exists(path, ec)) throw fail("no such results store", "run `lifeline sweep MATRIX --store " + where + "` first");
+  } else if (path.has_parent_path() && !fs::is_directory(path.parent_path(), ec)) {
+    if (fs::exists(path.parent_path(), ec)) {
+      throw fail("its folder " + path.parent_path().string() + " is not a directory", "choose another --store path");
+    }
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) {
+      throw fail("cannot create its folder " + path.parent_path().string() + " (" + ec.message() + ")",
+                 "choose a writable --store path");
+    }
+  }
+  const int flags = mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX
+                                            : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  auto open = [&](const std::string& name) {
+    if (sqlite3_open_v2(name.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+      const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      throw fail("cannot open the results store (" + msg + ")",
+                 mode == Mode::kReadOnly ? "check the file is readable"
+                                         : "check the folder exists and is writable, or use a store you can write");
+    }
+    sqlite3_busy_timeout(db_, busy_timeout_ms);
+  };
+  if (mode == Mode::kReadOnly) {
+    // Without a -wal file every result is in the store file itself: read it
+    // as it is (immutable), which creates no -wal/-shm files beside it. With
+    // one (a writer is live, or died before checkpointing) read through the
+    // WAL, which needs the -shm file; where that cannot be made either (a
+    // read-only folder), fall back to the file as it is.
+    const bool has_wal = fs::exists(path.string() + "-wal", ec);
+    open(FileUri(path, has_wal ? "?mode=ro" : "?mode=ro&immutable=1"));
+    if (has_wal && sqlite3_exec(db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) != SQLITE_OK &&
+        (sqlite3_extended_errcode(db_) & 0xff) == SQLITE_CANTOPEN) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+      open(FileUri(path, "?mode=ro&immutable=1"));
+    }
+  } else {
+    open(path.string());
+  }
+  // Is it an SQLite file with our table?
+  {
+    char* err = nullptr;
+    bool has_cells = false;
+    const int rc = sqlite3_exec(
+        db_, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cells'",
+        [](void* p, int, char**, char**) {
+          *static_cast<bool*>(p) = true;
+          return 0;
+        },
+        &has_cells, &err);
+    if (rc != SQLITE_OK) {
+      const std::string msg = err ? err : "?";
+      sqlite3_free(err);
+      throw fail("cannot read it as SQLite (" + msg + ")",
+                 (rc & 0xff) == SQLITE_NOTADB ? "the file is not a results store or is damaged; give another --store"
+                                              : "check the file is readable");
+    }
+    if (mode == Mode::kReadOnly) {
+      if (!has_cells) throw fail("is an SQLite file without a 'cells' table", "give a store written by `lifeline sweep`");
+      return;
+    }
+  }
   // Switching to WAL takes an exclusive lock, which the busy handler does not
   // wait for: retry while another process is creating the same store.
   for (int attempt = 0;; ++attempt) {
     try {
       Exec("PRAGMA journal_mode=WAL");
       break;
-    } catch (const Error&) {
+    } catch (const Error& e) {
+      if (access(path.c_str(), W_OK) != 0 || (path.has_parent_path() && access(path.parent_path().c_str(), W_OK) != 0)) {
+        throw fail(std::string("cannot write it (") + e.what() + ")",
+                   "sweep writes the store: make the file and its folder writable, or copy it; report and --dry-run "
+                   "only read");
+      }
       if (attempt >= 100) throw;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -281,6 +369,13 @@ std::map<std::string, CellStatus> Store::Statuses() {
   Stmt s(db_, "SELECT id, status FROM cells");
   std::map<std::string, CellStatus> out;
   while (s.Step()) out[s.Text(0)] = ParseCellStatus(s.Text(1));
+  return out;
+}
+
+std::map<std::string, std::string> Store::Errors() {
+  Stmt s(db_, "SELECT id, error FROM cells WHERE status IN ('failed', 'infeasible')");
+  std::map<std::string, std::string> out;
+  while (s.Step()) out[s.Text(0)] = s.Text(1);
   return out;
 }
 

@@ -66,8 +66,14 @@ struct CellResult {
 
 class Store {
  public:
-  // Opens (creating if needed) the store at `path`.
+  enum class Mode {
+    kReadWrite,  // created if missing; its folder is created too
+    kReadOnly,   // must exist; never written (a read-only file or folder is fine)
+  };
+  // Opens (creating if needed) the store at `path`. Errors name `flag`.
   explicit Store(const std::filesystem::path& path, int busy_timeout_ms = 120000);
+  Store(const std::filesystem::path& path, Mode mode, const std::string& flag = "--store",
+        int busy_timeout_ms = 120000);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -81,6 +87,8 @@ class Store {
   std::vector<CellRow> All();  // ordered by id
   // Status of each given id present in the store.
   std::map<std::string, CellStatus> Statuses();
+  // The error of each failed or infeasible cell.
+  std::map<std::string, std::string> Errors();
 
   // Resets running rows whose owner is dead to pending; returns how many.
   int ResetStale(double stale_after_s = 300);

@@ -61,8 +61,13 @@ TEST(Matrix, CartesianProductWithDefaults) {
 TEST(Matrix, CellIdIsSha256OfCanonicalJson) {
   const Matrix m = ParseText(kSmall);
   const SweepCell& c = m.cells[0];
+  // The digests of the zoo/hwspec files the cell reads are part of its inputs.
+  const std::string model_sha = Sha256File(CellInputFile("model", "qwen3-4b"));
+  const std::string device_sha = Sha256File(CellInputFile("device", "device_a"));
   EXPECT_EQ(c.canonical,
-            R"({"batch":1,"context":1024,"device":"device_a","fidelity":"paper","fusion":"paper","kind":"throughput","model":"qwen3-4b","plan":"w4"})");
+            R"({"batch":1,"context":1024,"device":"device_a","fidelity":"paper","fusion":"paper",)"
+            R"("input_sha256":{"device":")" + device_sha + R"(","model":")" + model_sha +
+                R"("},"kind":"throughput","model":"qwen3-4b","plan":"w4"})");
   EXPECT_EQ(c.id, Sha256Hex(c.canonical).substr(0, 16));
   // Writing a default explicitly, or reordering axes, names the same cell.
   const Matrix m2 = ParseText(R"(
@@ -158,6 +163,113 @@ TEST(Matrix, ShippedPaperMatrix) {
   EXPECT_EQ(smoke.cells.size(), 3u * 2 * 4 + 1);
 }
 
+// The recovery ablations: the base run (`fixed`) plus one cell per include
+// rule, each differing from the base only in the keys the rule names.
+TEST(Matrix, ShippedAblationMatrices) {
+  for (const char* name : {"stories260k_quick", "stories260k"}) {
+    SCOPED_TRACE(name);
+    const Matrix m = LoadMatrix(std::string(LIFELINE_SOURCE_TREE) + "/experiments/ablations/" + name + ".yaml");
+    ASSERT_EQ(m.cells.size(), 12u);
+    const nlohmann::json base = m.cells[0].inputs["recipe"];
+    EXPECT_EQ(base["rank"], 32);
+    EXPECT_EQ(base["bits"], 2);
+    EXPECT_EQ(base["data"], "synthetic");
+    // What each run changes, in file order.
+    const std::vector<std::map<std::string, nlohmann::json>> changes = {
+        {{"rank", 2}},
+        {{"rank", 4}},
+        {{"rank", 8}},
+        {{"rank", 16}},
+        {{"lora_targets", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}}},
+        {{"init", "svd"}},
+        {{"data", "text:../shared/data/tinystories/tinystories_val_dev.txt"}, {"data_skip", 200}},
+        {{"samples", 1024}},
+        {{"samples", 4096}},
+        {{"samples", 16384}},
+        {{"bits", 3}}};
+    for (size_t i = 0; i < changes.size(); ++i) {
+      SCOPED_TRACE(i + 1);
+      const nlohmann::json& recipe = m.cells[i + 1].inputs["recipe"];
+      nlohmann::json expected = base;
+      for (const auto& [k, v] : changes[i]) expected[k] = v;
+      EXPECT_EQ(recipe, expected);
+    }
+    EXPECT_EQ(m.cells[11].labels["plan"], "gateup-int3");
+  }
+  const Matrix smoke =
+      LoadMatrix(std::string(LIFELINE_SOURCE_TREE) + "/experiments/ablations/stories260k_quick.yaml", "smoke");
+  ASSERT_EQ(smoke.cells.size(), 2u);
+  EXPECT_EQ(smoke.cells[0].inputs["recipe"]["steps"], 2);
+  EXPECT_EQ(smoke.cells[1].inputs["recipe"]["rank"], 4);
+}
+
+// Editing a device (or model/plan) file the matrix names makes a new cell:
+// the file's SHA-256 is part of the cell's identity.
+TEST(Matrix, ChangedInputFileMakesANewCell) {
+  testing::TempDir dir("matrix_digest");
+  const std::string dev =
+      "name: small\ndescription: test\nint8_tops: 50\nmemory_bandwidth_gb_per_s: 100\n"
+      "efficiency: {memory: 0.8, compute: 0.5, attention_compute: 0.25,\n"
+      "  moe_expert_compute_int2: 0.004, moe_expert_compute_int4: 0.004}\n";
+  testing::WriteFile(dir / "small.yaml", dev);
+  testing::WriteFile(dir / "m.yaml",
+                     "throughput:\n  axes:\n    model: [qwen3-4b]\n    device: [small.yaml]\n    context: [1024]\n"
+                     "    plan: [w4]\n");
+  const Matrix before = LoadMatrix(dir / "m.yaml");
+  ASSERT_EQ(before.cells.size(), 1u);
+  EXPECT_EQ(before.cells[0].inputs["input_sha256"]["device"], Sha256File(dir / "small.yaml"));
+  EXPECT_EQ(LoadMatrix(dir / "m.yaml").cells[0].id, before.cells[0].id);  // same contents, same cell
+  testing::WriteFile(dir / "small.yaml", std::string(dev).replace(dev.find("100"), 3, "150"));
+  const Matrix after = LoadMatrix(dir / "m.yaml");
+  EXPECT_NE(after.cells[0].id, before.cells[0].id);
+  EXPECT_EQ(after.cells[0].inputs["device"], before.cells[0].inputs["device"]);  // same name
+}
+
+// A name becomes the folder out/<name>/: one plain component only.
+TEST(Matrix, NameMustStayInsideTheOutputFolder) {
+  for (const char* bad : {"../escape", "/tmp/abs", "a/b", "..", ".hidden", ""}) {
+    const std::string yaml = std::string("name: \"") + bad +
+                             "\"\nthroughput:\n  axes:\n    model: [qwen3-4b]\n    device: [device_a]\n"
+                             "    context: [1024]\n    plan: [w4]\n";
+    try {
+      ParseText(yaml);
+      ADD_FAILURE() << "accepted name '" << bad << "'";
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("test.yaml:1"), std::string::npos) << what;
+      EXPECT_NE(what.find("not a plain name"), std::string::npos) << what;
+      EXPECT_NE(what.find("no '/', no '..'"), std::string::npos) << what;
+    }
+  }
+  EXPECT_EQ(ParseText("name: my-sweep_2.1\nthroughput:\n  axes:\n    model: [qwen3-4b]\n    device: [device_a]\n"
+                      "    context: [1024]\n    plan: [w4]\n")
+                .name,
+            "my-sweep_2.1");
+}
+
+// A product too big to hold is refused before it is expanded, with the count
+// and the limit.
+TEST(Matrix, HugeProductIsRefusedWithTheLimit) {
+  std::string contexts, batches;
+  for (int i = 1; i <= 1000; ++i) {
+    contexts += (i > 1 ? ", " : "") + std::to_string(i);
+    batches += (i > 1 ? ", " : "") + std::to_string(i);
+  }
+  std::string models;
+  for (int i = 0; i < 100; ++i) models += (i ? ", " : "") + std::string("qwen3-4b");
+  const std::string yaml = "throughput:\n  axes:\n    model: [" + models + "]\n    device: [device_a]\n    context: [" +
+                           contexts + "]\n    plan: [w4]\n    batch: [" + batches + "]\n";
+  try {
+    ParseText(yaml);
+    FAIL() << "a 10^8-cell matrix was accepted";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("100000000 cells"), std::string::npos) << what;
+    EXPECT_NE(what.find("model 100 x device 1 x plan 1 x context 1000"), std::string::npos) << what;
+    EXPECT_NE(what.find("limit of 200000 cells"), std::string::npos) << what;
+  }
+}
+
 // Bad matrices: each fails with a ConfigError naming the position and the problem.
 struct BadCase {
   const char* name;
@@ -228,7 +340,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"label_placeholder", "recovery:\n  report: {plan: \"w{bitz}\"}\n  axes:\n    bits: [2]\n",
                 {"{bitz}"}},
         BadCase{"unknown_section", "name: x\nrecovry: {}\n", {"recovry", "did you mean 'recovery'"}},
-        BadCase{"no_sections", "name: x\n", {"no cells"}}),
+        BadCase{"no_sections", "name: x\n", {"no cells"}},
+        BadCase{"duplicate_key",
+                "throughput:\n  axes:\n    model: [qwen3-4b]\n    device: [device_a]\n    context: [1024]\n"
+                "    plan: [w4]\n    model: [qwen3-14b]\n",
+                {"test.yaml:7", "duplicate"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
