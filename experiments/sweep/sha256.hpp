@@ -1,6 +1,6 @@
 #pragma once
 // SHA-256 (FIPS 180-4), used for stable cell ids and input-file checksums.
-// Plain portable implementation; tested against the FIPS test vectors.
+// Computed by OpenSSL's libcrypto; tested against the FIPS test vectors.
 
 #include <cstdint>
 #include <filesystem>

@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <set>
 
 #include "experiments/sweep/matrix.hpp"
@@ -26,6 +31,19 @@ TEST(Sha256, FipsVectors) {
   EXPECT_EQ(Sha256Hex(std::string(55, 'a')), "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
   EXPECT_EQ(Sha256Hex(std::string(56, 'a')), "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
   EXPECT_EQ(Sha256Hex(std::string(64, 'a')), "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+}
+
+TEST(Sha256, FileDigest) {
+  const std::filesystem::path p =
+      std::filesystem::temp_directory_path() / ("lifeline_sha256_" + std::to_string(::getpid()) + ".bin");
+  std::ofstream(p, std::ios::binary) << "abc";
+  EXPECT_EQ(Sha256File(p), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  std::ofstream(p, std::ios::binary) << std::string(1000000, 'a');  // read in several blocks
+  EXPECT_EQ(Sha256File(p), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  std::ofstream(p, std::ios::binary | std::ios::trunc).flush();
+  EXPECT_EQ(Sha256File(p), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  std::filesystem::remove(p);
+  EXPECT_THROW(Sha256File(p), ConfigError);
 }
 
 constexpr const char* kSmall = R"(
