@@ -66,7 +66,7 @@ void RunObservationCalibration(const CalibrateOptions& o) {
   res.notes.push_back(quality + fmt::format("; {} iterations, converged: {}", of.fit.iterations,
                                             of.fit.converged ? "yes" : "no"));
   std::cout << reports::ToText(pt) << "\n" << reports::ToText(res);
-  if (!o.residuals.empty()) reports::WriteFileAtomic(o.residuals, reports::ToCsv(res));
+  if (!o.residuals.empty()) reports::WriteFileAtomic(o.residuals, reports::ToCsv(res), "--residuals");
   if (!o.write.empty()) {
     DeviceSpec d = of.fit.device;
     const bool fit3 = std::find(params.begin(), params.end(), DeviceParam::kMoeExpertComputeInt3Efficiency) != params.end();
@@ -78,7 +78,7 @@ void RunObservationCalibration(const CalibrateOptions& o) {
     const std::string note = fmt::format("fitted by `lifeline calibrate --observations {}` ({})",
                                          std::filesystem::path(o.observations).filename().string(), quality);
     for (auto p : params) d.sources[DeviceParamKey(p)] = note;
-    reports::WriteFileAtomic(o.write, DeviceSpecToYaml(d));
+    reports::WriteFileAtomic(o.write, DeviceSpecToYaml(d), "--write");
     std::cout << "wrote " << o.write << "\n";
   }
 }
@@ -126,7 +126,7 @@ void RunCalibrate(const CalibrateOptions& o) {
                                   fit.residuals.size(), fit.rms, fit.max_abs, within, fit.iterations,
                                   fit.converged ? "yes" : "no"));
   std::cout << reports::ToText(params) << "\n" << reports::ToText(res);
-  if (!o.residuals.empty()) reports::WriteFileAtomic(o.residuals, reports::ToCsv(res));
+  if (!o.residuals.empty()) reports::WriteFileAtomic(o.residuals, reports::ToCsv(res), "--residuals");
   if (!o.write.empty()) {
     DeviceSpec d = fit.device;
     // INT3/INT8 expert efficiencies that defaulted to INT4 follow the fitted INT4 value.
@@ -138,7 +138,7 @@ void RunCalibrate(const CalibrateOptions& o) {
                                          "of this device (1k-32k rows; rms {:.4f}, max {:.4f} TPS)",
                                          fit.residuals.size(), fit.rms, fit.max_abs);
     for (auto p : PaperFitParams()) d.sources[DeviceParamKey(p)] = note;
-    reports::WriteFileAtomic(o.write, DeviceSpecToYaml(d));
+    reports::WriteFileAtomic(o.write, DeviceSpecToYaml(d), "--write");
     std::cout << "wrote " << o.write << "\n";
   }
 }

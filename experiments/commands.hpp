@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/progress.hpp"  // StderrIsTty, ProgressLine
+
 namespace lifeline::cli {
 
 void AddPaperCommand(CLI::App& app);
@@ -18,8 +20,5 @@ void AddValidateCommand(CLI::App& app);
 void AddGgufCommand(CLI::App& app);
 // sweep, run-cell and report (experiments/sweep_command.cpp).
 void AddSweepCommands(CLI::App& app);
-
-// True when stderr is a terminal (progress lines are shown only then).
-bool StderrIsTty();
 
 }  // namespace lifeline::cli

@@ -119,7 +119,7 @@ void RunExplain(const ExplainOptions& o) {
   else if (o.format == "tex") text = reports::ToLatex(t);
   else throw MakeConfigError("--format", "format", "unknown format '" + o.format + "'", "table, md, csv, json or tex", "");
   if (o.out.empty()) std::cout << text;
-  else reports::WriteFileAtomic(o.out, text);
+  else reports::WriteFileAtomic(o.out, text, "--out");
 }
 
 }  // namespace

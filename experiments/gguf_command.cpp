@@ -53,20 +53,21 @@ void RunGguf(const GgufOptions& o) {
   src.tokenizer = o.tokenizer;
   src.seed = o.seed;
   src.threads = o.threads;
-  if (StderrIsTty()) {
+  auto line = std::make_shared<ProgressLine>();
+  if (line->on()) {
     auto last = std::make_shared<int>(-1);
-    src.progress = [last](int64_t done, int64_t total) {
+    src.progress = [line, last](int64_t done, int64_t total) {
       const int pct = total > 0 ? static_cast<int>(100 * done / total) : 100;
       if (pct != *last) {
         *last = pct;
-        std::cerr << fmt::format("\rgguf: {:3d}% of {:.2f} GB", pct, total / 1e9) << std::flush;
+        line->Update(fmt::format("gguf: {:3d}% of {:.2f} GB", pct, total / 1e9), /*force=*/pct == 100);
       }
     };
   }
   const auto t0 = std::chrono::steady_clock::now();
   const measure::GgufWriteResult r = measure::WriteModelGguf(arch, plan, src, o.out);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (StderrIsTty()) std::cerr << "\n";
+  line->Finish();
   const auto& tp = r.tensors;
   fmt::print("wrote {}: {} ({} {}, {} weights), {} tensors, {} bytes ({:.3f} GiB), {:.4f} bits/weight "
              "({:.4f} over the plan's linears), {:.1f} s\n",
@@ -86,7 +87,7 @@ void AddGgufCommand(CLI::App& app) {
       "rules), weights seeded random or from a llama2.c checkpoint");
   c->add_option("--model", o->model, "zoo name (stories260k, qwen3-1.7b ...), model YAML or HF config.json")->required();
   c->add_option("--plan", o->plan, "preset (gguf-f16, gguf-w4 ...) or plan YAML")->required();
-  c->add_option("--out", o->out, "GGUF file to write (written as FILE.tmp, then renamed)");
+  c->add_option("--out", o->out, "GGUF file to write (written to a temporary beside it, then renamed)");
   c->add_option("--weights", o->weights, "random (default) or a llama2.c checkpoint .bin");
   c->add_option("--tokenizer", o->tokenizer,
                 "llama2.c tokenizer file (default: tok<vocab>.bin or tokenizer.bin beside the checkpoint; a "

@@ -10,6 +10,7 @@
 #include "experiments/measure/measure.hpp"
 #include "experiments/measure/validate.hpp"
 #include "reports/table.hpp"
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
 #include "common/subprocess.hpp"
@@ -167,7 +168,7 @@ void AddMeasureCommand(CLI::App& app) {
         "{} points measured now, {} from {}; {} decoded tokens x {} repetition(s) x {} rounds, {} threads",
         grid.measured_now, grid.reused, store.string(), m.gen, m.reps, m.rounds, m.threads));
     if (!o->out.empty()) {
-      fs::create_directories(o->out);
+      CreateOutputDirectory(o->out, "--out");
       reports::WriteFileAtomic(fs::path(o->out) / "measure.csv", reports::ToCsv(t));
       nlohmann::json j = nlohmann::json::array();
       for (const auto& p : grid.points) j.push_back(measure::PointToJson(p));
@@ -219,7 +220,7 @@ void AddValidateCommand(CLI::App& app) {
     v.store = o->store.empty() ? v.out / "measurements.db" : fs::path(o->store);
     v.measure.gguf_cache = o->cache.empty() ? DefaultGgufCache() : fs::path(o->cache);
     v.measure.progress = StderrIsTty();
-    fs::create_directories(v.out);
+    CreateOutputDirectory(v.out, "--out");
     if (o->device.empty()) {
       v.device = v.out / "device_probed.yaml";
       if (!fs::is_regular_file(v.device)) RunSelf({"probe", "--write", v.device.string()});

@@ -77,7 +77,7 @@ std::pair<size_t, size_t> Share(size_t n, int threads, int t) {
 
 // Progress lines on a terminal only.
 void Stage(const std::string& s) {
-  if (isatty(STDERR_FILENO)) std::cerr << "probe: " << s << "\n";
+  if (StderrIsTty()) std::cerr << "probe: " << s << "\n";
 }
 
 // Best-of-N read bandwidth: each thread sums its share of a `bytes` array of
@@ -425,7 +425,7 @@ void RunProbe(const ProbeOptions& o) {
   const std::string yaml = DeviceSpecToYaml(d);
   (void)ParseDeviceSpec(LoadYamlString(yaml, "probe output"), "probe output");  // what we write parses as a device
   if (!o.write.empty()) {
-    reports::WriteFileAtomic(o.write, yaml);
+    reports::WriteFileAtomic(o.write, yaml, "--write");
     (void)LoadDeviceSpec(o.write);
     std::cout << "wrote " << o.write << "\n";
   }

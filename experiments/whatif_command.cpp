@@ -8,12 +8,15 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "experiments/commands.hpp"
 #include "experiments/whatif_tables.hpp"
 #include "experiments/figures.hpp"
 #include "reports/table.hpp"
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
+#include "common/progress.hpp"
 
 namespace lifeline::cli {
 namespace {
@@ -30,36 +33,36 @@ struct WhatifOptions {
   bool quiet = false;
 };
 
-// Buffered writer to stdout or a file (streams big sweeps).
+// Buffered writer to stdout or a file (streams big sweeps). The file is
+// written through AtomicFile and appears once Commit() is called.
 class Sink {
  public:
-  explicit Sink(const std::string& path) : path_(path) {
-    if (path.empty()) {
-      f_ = stdout;
-    } else {
-      f_ = std::fopen(path.c_str(), "wb");
-      if (!f_) throw MakeConfigError("--out", path, "cannot open for writing", "a writable file path", "");
-    }
+  explicit Sink(const std::string& path) {
+    if (!path.empty()) file_.emplace(path, "--out");
     buf_.reserve(kFlush + 4096);
-  }
-  ~Sink() {
-    Flush();
-    if (f_ && f_ != stdout) std::fclose(f_);
   }
   std::string& buf() { return buf_; }
   void MaybeFlush() {
     if (buf_.size() >= kFlush) Flush();
   }
   void Flush() {
-    if (!buf_.empty() && f_) std::fwrite(buf_.data(), 1, buf_.size(), f_);
+    if (file_) {
+      file_->Write(buf_);
+    } else if (!buf_.empty()) {
+      std::fwrite(buf_.data(), 1, buf_.size(), stdout);
+      std::fflush(stdout);
+    }
     buf_.clear();
-    if (f_) std::fflush(f_);
+  }
+  // Writes what is left and completes the file.
+  void Commit() {
+    Flush();
+    if (file_) file_->Commit();
   }
 
  private:
   static constexpr size_t kFlush = 1 << 20;
-  std::string path_;
-  FILE* f_ = nullptr;
+  std::optional<AtomicFile> file_;
   std::string buf_;
 };
 
@@ -103,6 +106,8 @@ void RunWhatif(const WhatifOptions& o) {
   if (o.format != "table" && o.format != "md" && o.format != "csv" && o.format != "json") {
     throw MakeConfigError("--format", "format", "unknown format '" + o.format + "'", "table, md, csv or json", "");
   }
+  // Before any work: the report directory must be usable.
+  if (!o.html.empty()) CreateOutputDirectory(o.html, "--html");
   std::vector<whatif::Override> fixed;
   for (const auto& s : o.sets) fixed.push_back(whatif::ParseSetArg(s));
   std::vector<whatif::SweepAxis> axes;
@@ -115,7 +120,7 @@ void RunWhatif(const WhatifOptions& o) {
   if (axes.empty()) {
     Sink sink(o.out);
     sink.buf() += Render(tables, o.format);
-    sink.Flush();
+    sink.Commit();
   } else {
     whatif::SweepOptions so{o.baseline, o.ceiling};
     const uint64_t total = whatif::GridSize(axes);
@@ -130,8 +135,7 @@ void RunWhatif(const WhatifOptions& o) {
     sweep_table.title = fmt::format("Sweep of {} points over {} on {} / {} / {}", total, fmt::join(o.sweeps, " "),
                                     base.arch.name, base.device.name, base.plan.name);
     sweep_table.columns = cols;
-    const bool tty = !o.quiet && StderrIsTty();
-    const auto t0 = std::chrono::steady_clock::now();
+    ProgressLine line(o.quiet ? ProgressLine::Mode::kOff : ProgressLine::Mode::kTerminal);
     Sink sink(o.out);
     if (o.format == "csv") sink.buf() += fmt::format("{}\n", fmt::join(cols, ","));
     if (o.format == "json") sink.buf() += "[\n";
@@ -198,14 +202,15 @@ void RunWhatif(const WhatifOptions& o) {
           }
         },
         [&](uint64_t done, uint64_t all) {
-          if (!tty) return;
-          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          if (done != all && !line.Due()) return;
+          const double s = line.ElapsedSeconds();
           const double rate = s > 0 ? static_cast<double>(done) / s : 0;
-          std::fprintf(stderr, "\rwhatif: %llu/%llu points (%.1f%%), %.2f M points/s, ETA %.1f s   ",
-                       static_cast<unsigned long long>(done), static_cast<unsigned long long>(all),
-                       100.0 * static_cast<double>(done) / static_cast<double>(all), rate / 1e6,
-                       rate > 0 ? static_cast<double>(all - done) / rate : 0.0);
-          if (done == all) std::fprintf(stderr, "\n");
+          const std::string text = fmt::format(
+              "whatif: {}/{} points ({:.1f}%), {:.2f} M points/s, ETA {:.1f} s", done, all,
+              100.0 * static_cast<double>(done) / static_cast<double>(all), rate / 1e6,
+              rate > 0 ? static_cast<double>(all - done) / rate : 0.0);
+          if (done == all) line.Finish(text);
+          else line.Update(text);
         });
     if (o.format == "json") sink.buf() += "\n]\n";
     const std::string undefined_note =
@@ -223,10 +228,10 @@ void RunWhatif(const WhatifOptions& o) {
       tables.insert(tables.begin(), sweep_table);
       sink.buf() += Render(tables, o.format);
     }
-    sink.Flush();
+    sink.Commit();
     if (!undefined_note.empty() && streaming) std::fprintf(stderr, "whatif: %s\n", undefined_note.c_str());
-    if (tty) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (line.on()) {
+      const double s = line.ElapsedSeconds();
       std::fprintf(stderr, "whatif: %llu points in %.2f s (%.2f M points/s)\n", static_cast<unsigned long long>(total),
                    s, static_cast<double>(total) / s / 1e6);
     }

@@ -1,14 +1,15 @@
 #include "reports/plot.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 
 #include "reports/table.hpp"
-#include "roofline/common/error.hpp"
+#include "common/atomic_file.hpp"
+#include "common/error.hpp"
+#include "common/subprocess.hpp"
 
 namespace lifeline::reports {
 namespace {
@@ -57,7 +58,7 @@ std::string Footer(const std::string& stem, int width, int height) {
 
 Figure Write(const std::filesystem::path& dir, const std::string& stem, const std::string& data,
              const std::string& script) {
-  std::filesystem::create_directories(dir);
+  CreateOutputDirectory(dir);
   Figure f{dir / (stem + ".gp"), dir / (stem + ".dat"), dir / (stem + ".png"), dir / (stem + ".svg")};
   WriteFileAtomic(f.data, data);
   WriteFileAtomic(f.script, script);
@@ -65,28 +66,21 @@ Figure Write(const std::filesystem::path& dir, const std::string& stem, const st
   return f;
 }
 
-std::string ShellQuote(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
-
 }  // namespace
 
-bool GnuplotAvailable() { return std::system("gnuplot --version > /dev/null 2>&1") == 0; }
+bool GnuplotAvailable() {
+  static const bool available = RunProcess({"gnuplot", "--version"}, /*merge_stderr=*/true).status == 0;
+  return available;
+}
 
 void RenderGnuplot(const std::filesystem::path& dir, const std::string& stem) {
-  const std::string cmd = "cd " + ShellQuote(dir.string()) + " && gnuplot " + ShellQuote(stem + ".gp") + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) throw Error("cannot run gnuplot for " + (dir / stem).string());
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p)) out += buf;
-  const int st = pclose(p);
+  const std::string script = stem + ".gp";
+  const ProcessResult r = RunProcess({"gnuplot", script}, /*merge_stderr=*/true, dir);
   for (const char* ext : {".png", ".svg"}) {
     const auto img = dir / (stem + ext);
-    if (st != 0 || !std::filesystem::exists(img) || std::filesystem::file_size(img) == 0) {
-      throw Error("gnuplot failed on " + (dir / (stem + ".gp")).string() + ": " + out);
+    std::error_code ec;
+    if (r.status != 0 || !std::filesystem::exists(img, ec) || std::filesystem::file_size(img, ec) == 0) {
+      throw Error(fmt::format("gnuplot failed on {} (exit {}): {}", (dir / script).string(), r.status, r.out));
     }
   }
 }
@@ -302,6 +296,57 @@ Figure WriteHeatmap(const Heatmap& c, const std::filesystem::path& dir, const st
                    stem);
   s += Footer(stem, w, h);
   return Write(dir, stem, data, s);
+}
+
+Figure WriteParetoChart(const ParetoChart& c, const std::filesystem::path& dir, const std::string& stem) {
+  CreateOutputDirectory(dir);
+  std::vector<std::string> names;
+  for (const auto& g : c.groups) names.push_back(g.name);
+  std::string dat = fmt::format("# {} {} {} {}, one block per {}: {}\n", c.x_column, c.y_column, c.label_column,
+                                c.id_column, c.group_kind, fmt::join(names, ", "));
+  std::string front_dat = fmt::format("# Pareto front ({} {}), one block per {}\n", c.x_column, c.y_column,
+                                      c.group_kind);
+  for (const auto& g : c.groups) {
+    std::vector<std::pair<double, double>> front;
+    for (const auto& p : g.points) {
+      dat += fmt::format("{:.6f} {:.6f} \"{}\" {}\n", p.x, p.y, p.label, p.id);
+      if (p.on_front) front.emplace_back(p.x, p.y);
+    }
+    std::sort(front.begin(), front.end());
+    for (const auto& [x, y] : front) front_dat += fmt::format("{:.6f} {:.6f}\n", x, y);
+    dat += "\n\n";
+    front_dat += "\n\n";
+  }
+  const std::string data_file = stem + ".dat", front_file = stem + "_front.dat";
+  WriteFileAtomic(dir / data_file, dat);
+  WriteFileAtomic(dir / front_file, front_dat);
+  std::string gp = fmt::format(
+      "# Regenerate with: cd <report dir> && gnuplot {0}.gp\n"
+      "set title '{1}' noenhanced\n"
+      "set xlabel '{2}'\n"
+      "set ylabel '{3}'\n"
+      "set key outside right top noenhanced\n"
+      "set grid\nset offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n",
+      stem, c.title, c.xlabel, c.ylabel);
+  std::string plot;
+  if (c.groups.empty()) {
+    plot = fmt::format("set label 1 '{}' at graph 0.5,0.5 center\n", c.empty_note) +
+           "set xrange [0:1]\nset yrange [0:1]\nplot NaN notitle\n";
+  } else {
+    plot = "plot ";
+    for (size_t i = 0; i < c.groups.size(); ++i) {
+      plot += fmt::format("{}'{}' index {} using 1:2 with points pt 7 ps 1.2 lc {} title '{}', "
+                          "'{}' index {} using 1:2 with lines lc {} notitle",
+                          i ? ", " : "", data_file, i, i + 1, c.groups[i].name, front_file, i, i + 1);
+    }
+    plot += "\n";
+  }
+  gp += fmt::format("set terminal pngcairo size 960,600\nset output '{}.png'\n", stem) + plot +
+        fmt::format("set terminal svg size 960,600\nset output '{}.svg'\n", stem) + plot + "unset output\n";
+  Figure f{dir / (stem + ".gp"), dir / data_file, dir / (stem + ".png"), dir / (stem + ".svg")};
+  WriteFileAtomic(f.script, gp);
+  RenderGnuplot(dir, stem);
+  return f;
 }
 
 }  // namespace lifeline::reports

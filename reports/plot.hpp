@@ -52,6 +52,26 @@ struct Heatmap {
   std::vector<std::vector<double>> z;         // [iy][ix]
 };
 
+// Groups of labelled points, each group with its Pareto front drawn as a line
+// (the joint report's throughput gain against accuracy recovered).
+struct ParetoPoint {
+  double x = 0, y = 0;
+  std::string label;      // written quoted in the data (e.g. the plan)
+  std::string id;         // written after the label (e.g. the cell id)
+  bool on_front = false;  // part of the group's Pareto front
+};
+struct ParetoGroup {
+  std::string name;  // legend entry
+  std::vector<ParetoPoint> points;
+};
+struct ParetoChart {
+  std::string title, xlabel, ylabel;
+  // Column names for the data files' comment lines, and what a group is.
+  std::string x_column, y_column, label_column, id_column, group_kind;
+  std::string empty_note;  // shown in the figure when there are no groups
+  std::vector<ParetoGroup> groups;
+};
+
 struct Figure {
   std::filesystem::path script, data, png, svg;
 };
@@ -63,8 +83,14 @@ Figure WriteLineChart(const LineChart& c, const std::filesystem::path& dir, cons
 Figure WriteRooflineChart(const RooflineChart& c, const std::filesystem::path& dir, const std::string& stem);
 Figure WriteStackedBars(const StackedBars& c, const std::filesystem::path& dir, const std::string& stem);
 Figure WriteHeatmap(const Heatmap& c, const std::filesystem::path& dir, const std::string& stem);
+// Writes DIR/STEM.dat (x y "label" id, one block per group), DIR/STEM_front.dat
+// (each group's front sorted by x, one block per group) and DIR/STEM.gp, then
+// renders STEM.png and STEM.svg; throws lifeline::Error when gnuplot fails
+// (the data and script are written by then).
+Figure WriteParetoChart(const ParetoChart& c, const std::filesystem::path& dir, const std::string& stem);
 
-// Runs `gnuplot STEM.gp` in DIR; throws lifeline::Error with gnuplot's output
+// Runs `gnuplot STEM.gp` in DIR (the one place gnuplot is run, through the
+// common subprocess launcher); throws lifeline::Error with gnuplot's output
 // when it fails or an image is missing.
 void RenderGnuplot(const std::filesystem::path& dir, const std::string& stem);
 

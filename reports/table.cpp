@@ -7,7 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::reports {
 
@@ -134,14 +134,15 @@ std::string ToText(const Table& t) {
   for (size_t c = 0; c < t.columns.size(); ++c) w[c] = t.Header(c).size();
   for (const auto& row : t.rows)
     for (size_t c = 0; c < t.columns.size() && c < row.size(); ++c) w[c] = std::max(w[c], row[c].Text().size());
+  std::vector<bool> numeric(t.columns.size());  // once per column, not per cell: tables may have 10^5 rows
+  for (size_t c = 0; c < t.columns.size(); ++c) numeric[c] = IsNumericColumn(t, c);
   std::string o;
   if (!t.title.empty()) o += t.title + "\n";
   auto line = [&](auto get) {
     for (size_t c = 0; c < t.columns.size(); ++c) {
       const std::string s = get(c);
-      const bool num = IsNumericColumn(t, c);
       const std::string pad(w[c] - std::min(w[c], s.size()), ' ');
-      o += (c ? "  " : "") + (num ? pad + s : s + pad);
+      o += (c ? "  " : "") + (numeric[c] ? pad + s : s + pad);
     }
     while (!o.empty() && o.back() == ' ') o.pop_back();
     o += "\n";
@@ -150,18 +151,6 @@ std::string ToText(const Table& t) {
   for (const auto& row : t.rows) line([&](size_t c) { return c < row.size() ? row[c].Text() : std::string(); });
   for (const auto& n : t.notes) o += n + "\n";
   return o;
-}
-
-void WriteFileAtomic(const std::filesystem::path& path, const std::string& content) {
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!out) throw Error("cannot write " + tmp.string() + ": check the directory exists and is writable");
-    out << content;
-    if (!out) throw Error("write failed for " + tmp.string() + " (disk full?)");
-  }
-  std::filesystem::rename(tmp, path);
 }
 
 std::vector<std::filesystem::path> WriteTable(const Table& t, const std::filesystem::path& dir, const std::string& stem) {

@@ -9,6 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include "common/atomic_file.hpp"
+
 namespace lifeline::reports {
 
 // One cell: empty, text, or a number printed with `precision` decimals.
@@ -46,7 +48,8 @@ std::string ToText(const Table& t);
 
 // Writes DIR/STEM.{md,csv,tex,json}; returns the paths written.
 std::vector<std::filesystem::path> WriteTable(const Table& t, const std::filesystem::path& dir, const std::string& stem);
-// Writes a file atomically (temp + rename).
-void WriteFileAtomic(const std::filesystem::path& path, const std::string& content);
+// Files are written through the common library's WriteFileAtomic (temporary +
+// rename; devices, FIFOs and symbolic links respected).
+using lifeline::WriteFileAtomic;
 
 }  // namespace lifeline::reports

@@ -139,7 +139,7 @@ struct GgufWriteResult {
 // The metadata of `arch`'s file: general.*, <arch>.* hyper-parameters and tokenizer.ggml.*.
 std::vector<GgufKv> ModelGgufMetadata(const ModelArch& arch, const GgufTensorPlan& tensors, const GgufVocab& vocab);
 
-// Writes `arch` in `plan`'s formats to `out` (through `out`.tmp, renamed at the
+// Writes `arch` in `plan`'s formats to `out` (through a temporary, renamed at the
 // end), one tensor and a few rows at a time. Throws ConfigError for what
 // ListModelTensors rejects and for a checkpoint or tokenizer that does not
 // match `arch`, Error for I/O failures; both name the file.

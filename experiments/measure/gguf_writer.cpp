@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
 
 namespace lifeline::measure {
@@ -153,37 +154,14 @@ void CheckTensor(const GgufTensorInfo& t, const std::string& where) {
   }
 }
 
-// An open output file that removes itself unless committed.
+// The output file (AtomicFile: a temporary renamed at Commit, devices and
+// FIFOs written in place, links kept) and the bytes written so far.
 class OutFile {
  public:
-  explicit OutFile(const fs::path& path) : path_(path) {
-    std::error_code ec;
-    special_ = fs::exists(path, ec) && !fs::is_regular_file(path, ec);
-    if (!special_ && path.has_parent_path()) {
-      fs::create_directories(path.parent_path(), ec);
-      if (ec) throw Error("cannot create the directory of " + path.string() + ": " + ec.message());
-    }
-    tmp_ = special_ ? path : fs::path(path.string() + ".tmp");
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (f_ == nullptr) throw Error("cannot write " + tmp_.string() + ": " + std::strerror(errno));
-    buffer_ = std::make_unique<char[]>(kBufferBytes);
-    std::setvbuf(f_, buffer_.get(), _IOFBF, kBufferBytes);
-  }
-  ~OutFile() {
-    if (f_ != nullptr) std::fclose(f_);
-    if (!committed_ && !special_) {
-      std::error_code ec;
-      fs::remove(tmp_, ec);
-    }
-  }
-  OutFile(const OutFile&) = delete;
-  OutFile& operator=(const OutFile&) = delete;
+  explicit OutFile(const fs::path& path) : file_(path) {}
 
   void Write(const void* data, size_t n) {
-    if (n == 0) return;
-    if (std::fwrite(data, 1, n, f_) != n) {
-      throw Error("cannot write " + tmp_.string() + ": " + std::strerror(errno) + " (disk full?)");
-    }
+    file_.Write(std::string_view(static_cast<const char*>(data), n));
     written_ += n;
   }
   void PadTo(uint64_t alignment) {
@@ -191,28 +169,12 @@ class OutFile {
     while (written_ % alignment != 0) Write(kZeros, std::min<uint64_t>(sizeof(kZeros), alignment - written_ % alignment));
   }
   uint64_t written() const { return written_; }
-  const fs::path& tmp() const { return tmp_; }
-
-  void Commit() {
-    const int rc = std::fclose(f_);
-    f_ = nullptr;
-    if (rc != 0) throw Error("cannot write " + tmp_.string() + ": " + std::strerror(errno) + " (disk full?)");
-    if (!special_) {
-      std::error_code ec;
-      fs::rename(tmp_, path_, ec);
-      if (ec) throw Error("cannot rename " + tmp_.string() + " to " + path_.string() + ": " + ec.message());
-    }
-    committed_ = true;
-  }
+  const fs::path& path() const { return file_.path(); }
+  void Commit() { file_.Commit(); }
 
  private:
-  static constexpr size_t kBufferBytes = 4 << 20;
-  fs::path path_, tmp_;
-  std::FILE* f_ = nullptr;
-  std::unique_ptr<char[]> buffer_;
+  AtomicFile file_;
   uint64_t written_ = 0;
-  bool special_ = false;
-  bool committed_ = false;
 };
 
 // --- reading ---------------------------------------------------------------
@@ -452,13 +414,13 @@ GgufLayoutInfo WriteGguf(const fs::path& path, std::vector<GgufKv> kvs, std::vec
     const uint64_t expected = static_cast<uint64_t>(t.Bytes());
     const GgufWriteFn write = [&](std::span<const uint8_t> bytes) {
       if (out.written() - start + bytes.size() > expected) {
-        throw InternalError(fmt::format("{}: tensor {} got more than its {} bytes", out.tmp().string(), t.name, expected));
+        throw InternalError(fmt::format("{}: tensor {} got more than its {} bytes", out.path().string(), t.name, expected));
       }
       out.Write(bytes.data(), bytes.size());
     };
     fill(i, t, write);
     if (out.written() - start != expected) {
-      throw InternalError(fmt::format("{}: tensor {} got {} of its {} bytes", out.tmp().string(), t.name,
+      throw InternalError(fmt::format("{}: tensor {} got {} of its {} bytes", out.path().string(), t.name,
                                       out.written() - start, expected));
     }
     out.PadTo(alignment);

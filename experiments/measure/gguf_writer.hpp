@@ -109,10 +109,11 @@ GgufLayoutInfo PlanGgufLayout(std::vector<GgufKv>& kvs, std::vector<GgufTensorIn
 
 // Writes a GGUF v3 file at `path`: the metadata `kvs` (general.alignment added
 // when absent), the tensor infos (offsets computed here), then every tensor's
-// bytes from `fill`, called once per tensor in order. The file is written as
-// `<path>.tmp` and renamed on success (a special file such as /dev/null is
-// written in place); on any error the temporary is removed and the error, which
-// names the file, is rethrown. Returns the layout written.
+// bytes from `fill`, called once per tensor in order. The file is written
+// through AtomicFile (a temporary beside it, renamed on success; a device or
+// FIFO such as /dev/null is written in place, a symbolic link is kept); on any
+// error the temporary is removed and the error, which names the file, is
+// rethrown. Returns the layout written.
 GgufLayoutInfo WriteGguf(const std::filesystem::path& path, std::vector<GgufKv> kvs, std::vector<GgufTensorInfo> tensors,
                          const GgufFillFn& fill, uint32_t alignment = kGgufDefaultAlignment);
 

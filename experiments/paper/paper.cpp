@@ -1,9 +1,8 @@
 #include "experiments/paper/paper.hpp"
 
-#include <fstream>
 #include <memory>
-#include <sstream>
 
+#include "common/csv.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
 #include "roofline/eval/evaluator.hpp"
@@ -18,45 +17,26 @@ std::filesystem::path DefaultPaperReferencePath() {
 }
 
 PaperReference LoadPaperReference(const std::filesystem::path& csv) {
-  std::ifstream in(csv);
-  if (!in) {
-    throw MakeConfigError(csv.string(), "", "cannot open the paper reference", "a CSV file",
-                          "the repository keeps it at experiments/paper/reference/paper_decode_tps.csv (set LIFELINE_SOURCE_DIR to the "
-                          "checkout, or pass --reference FILE)");
-  }
-  const std::vector<std::string> expected = {"device", "model", "context_tokens", "tps_w4",
-                                             "tps_w2", "tps_w4w2_gateup", "gain_pct"};
-  std::string line;
-  std::getline(in, line);
-  std::vector<std::string> header;
-  {
-    std::stringstream ss(line);
-    std::string f;
-    while (std::getline(ss, f, ',')) header.push_back(f);
-  }
-  if (header != expected) {
-    throw MakeConfigError(csv.string() + ":1", "header", "unexpected columns",
-                          "device,model,context_tokens,tps_w4,tps_w2,tps_w4w2_gateup,gain_pct", "");
-  }
+  const CsvFile f = ReadCsv(csv, "the paper reference",
+                            "the repository keeps it at experiments/paper/reference/paper_decode_tps.csv (set "
+                            "LIFELINE_SOURCE_DIR to the checkout, or pass --reference FILE)");
+  f.RequireHeader({"device", "model", "context_tokens", "tps_w4", "tps_w2", "tps_w4w2_gateup", "gain_pct"});
   PaperReference ref;
-  int lineno = 1;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.empty()) continue;
-    std::stringstream ss(line);
-    std::vector<std::string> f;
-    std::string s;
-    while (std::getline(ss, s, ',')) f.push_back(s);
-    if (f.size() != expected.size()) {
-      throw MakeConfigError(csv.string() + ":" + std::to_string(lineno), "", "has " + std::to_string(f.size()) +
-                            " fields", std::to_string(expected.size()) + " comma-separated fields", "");
-    }
+  for (const CsvRecord& row : f.rows) {
+    const auto& v = row.fields;
     try {
-      PaperReferenceRow r{std::stod(f[3]), std::stod(f[4]), std::stod(f[5]), std::stod(f[6])};
-      ref[{f[0], f[1], std::stoll(f[2])}] = r;
+      size_t used = 0;
+      auto number = [&](const std::string& s) {
+        const double d = std::stod(s, &used);
+        if (used != s.size()) throw std::invalid_argument(s);
+        return d;
+      };
+      PaperReferenceRow r{number(v[3]), number(v[4]), number(v[5]), number(v[6])};
+      const long long context = std::stoll(v[2], &used);
+      if (used != v[2].size()) throw std::invalid_argument(v[2]);
+      ref[{v[0], v[1], context}] = r;
     } catch (const std::exception&) {
-      throw MakeConfigError(csv.string() + ":" + std::to_string(lineno), "", "non-numeric value",
-                            "numbers in columns 3-7", "");
+      throw MakeConfigError(f.Where(row.line), "", "non-numeric value", "numbers in columns 3-7", "");
     }
   }
   return ref;

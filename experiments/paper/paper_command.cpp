@@ -1,7 +1,6 @@
 // `lifeline paper`: regenerates the paper's decode-throughput tables.
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <iostream>
 #include <memory>
@@ -10,11 +9,10 @@
 #include "experiments/figures.hpp"
 #include "experiments/paper/paper_report.hpp"
 #include "reports/table.hpp"
+#include "common/atomic_file.hpp"
 #include "common/paths.hpp"
 
 namespace lifeline::cli {
-
-bool StderrIsTty() { return isatty(STDERR_FILENO) != 0; }
 
 namespace {
 
@@ -32,6 +30,7 @@ void CopyInput(const std::filesystem::path& src, const std::filesystem::path& di
 
 void RunPaper(const PaperOptions& o) {
   const std::filesystem::path out(o.out);
+  CreateOutputDirectory(out, "--out");
   const std::filesystem::path ref_path = o.reference.empty() ? DefaultPaperReferencePath() : std::filesystem::path(o.reference);
   const PaperReference ref = LoadPaperReference(ref_path);
   std::vector<DeviceSpec> devices;

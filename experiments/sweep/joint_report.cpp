@@ -11,7 +11,9 @@
 
 #include "common/error.hpp"
 #include "common/yaml_util.hpp"
-#include "experiments/sweep/slurm.hpp"
+#include "common/atomic_file.hpp"
+#include "reports/plot.hpp"
+#include "reports/table.hpp"
 #include "experiments/paper/paper.hpp"
 
 namespace lifeline::sweep {
@@ -384,70 +386,42 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
 }
 
 std::vector<fs::path> WriteJointReport(const JointReport& r, const fs::path& out) {
-  fs::create_directories(out);
+  CreateOutputDirectory(out, "--out");
   std::vector<fs::path> written;
   auto add = [&](const std::vector<fs::path>& w) { written.insert(written.end(), w.begin(), w.end()); };
   for (const auto& [stem, t] : r.tables) add(reports::WriteTable(t, out, stem));
   add(reports::WriteTable(r.pareto, out, "pareto"));
 
-  // Gnuplot data: one block per throughput model (points, then front).
-  std::vector<std::string> models;
+  // The Pareto figure: one group per throughput model.
+  reports::ParetoChart chart;
+  chart.title = fmt::format("Throughput gain vs accuracy recovered ({}, {} tokens)", r.pareto_device, r.pareto_context);
+  chart.xlabel = "decode TPS gain vs baseline (%)";
+  chart.ylabel = "perplexity AR% (gap recovered)";
+  chart.x_column = "gain_pct";
+  chart.y_column = "ppl_ar_pct";
+  chart.label_column = "plan";
+  chart.id_column = "cell";
+  chart.group_kind = "model";
+  chart.empty_note = "no recovery cell joins a throughput cell yet";
   for (const auto& row : r.pareto.rows) {
     const std::string m = row[0].Text();
-    if (std::find(models.begin(), models.end(), m) == models.end()) models.push_back(m);
+    auto g = std::find_if(chart.groups.begin(), chart.groups.end(), [&](const auto& x) { return x.name == m; });
+    if (g == chart.groups.end()) g = chart.groups.insert(chart.groups.end(), reports::ParetoGroup{m, {}});
+    g->points.push_back({std::get<double>(row[4].value), std::get<double>(row[5].value), row[1].Text(),
+                         row[2].Text(), row[6].Text() == "yes"});
   }
-  std::string dat = "# gain_pct ppl_ar_pct plan cell, one block per model: " + fmt::format("{}", fmt::join(models, ", ")) + "\n";
-  std::string front_dat = "# Pareto front (gain_pct ppl_ar_pct), one block per model\n";
-  for (size_t i = 0; i < models.size(); ++i) {
-    std::vector<std::pair<double, double>> front;
-    for (const auto& row : r.pareto.rows) {
-      if (row[0].Text() != models[i]) continue;
-      const double x = std::get<double>(row[4].value), y = std::get<double>(row[5].value);
-      dat += fmt::format("{:.6f} {:.6f} \"{}\" {}\n", x, y, row[1].Text(), row[2].Text());
-      if (row[6].Text() == "yes") front.emplace_back(x, y);
-    }
-    std::sort(front.begin(), front.end());
-    for (const auto& [x, y] : front) front_dat += fmt::format("{:.6f} {:.6f}\n", x, y);
-    dat += "\n\n";
-    front_dat += "\n\n";
-  }
-  reports::WriteFileAtomic(out / "pareto.dat", dat);
-  reports::WriteFileAtomic(out / "pareto_front.dat", front_dat);
   written.push_back(out / "pareto.dat");
   written.push_back(out / "pareto_front.dat");
-  std::string gp = fmt::format(
-      "# Regenerate with: cd {0} && gnuplot pareto.gp\n"
-      "set title 'Throughput gain vs accuracy recovered ({1}, {2} tokens)' noenhanced\n"
-      "set xlabel 'decode TPS gain vs baseline (%)'\n"
-      "set ylabel 'perplexity AR% (gap recovered)'\n"
-      "set key outside right top noenhanced\n"
-      "set grid\nset offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n",
-      "<report dir>", r.pareto_device, r.pareto_context);
-  std::string plot;
-  if (models.empty()) {
-    plot = "set label 1 'no recovery cell joins a throughput cell yet' at graph 0.5,0.5 center\n"
-           "set xrange [0:1]\nset yrange [0:1]\nplot NaN notitle\n";
-  } else {
-    plot = "plot ";
-    for (size_t i = 0; i < models.size(); ++i) {
-      plot += fmt::format("{}'pareto.dat' index {} using 1:2 with points pt 7 ps 1.2 lc {} title '{}', "
-                          "'pareto_front.dat' index {} using 1:2 with lines lc {} notitle",
-                          i ? ", " : "", i, i + 1, models[i], i, i + 1);
-    }
-    plot += "\n";
-  }
-  gp += "set terminal pngcairo size 960,600\nset output 'pareto.png'\n" + plot +
-        "set terminal svg size 960,600\nset output 'pareto.svg'\n" + plot + "unset output\n";
-  reports::WriteFileAtomic(out / "pareto.gp", gp);
   written.push_back(out / "pareto.gp");
-  std::string log;
-  const int rc = RunCapture({"sh", "-c", "cd '" + out.string() + "' && gnuplot pareto.gp"}, &log);
   std::string plot_note;
-  if (rc == 0) {
+  try {
+    reports::WriteParetoChart(chart, out, "pareto");
     written.push_back(out / "pareto.png");
     written.push_back(out / "pareto.svg");
-  } else {
-    plot_note = fmt::format("gnuplot failed (exit {}): {}; pareto.gp is beside the data.", rc, log);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    plot_note = fmt::format("{}; pareto.gp is beside the data.", e.what());
     std::fprintf(stderr, "report: %s\n", plot_note.c_str());
   }
   std::string summary = fmt::format(

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +17,8 @@
 
 #include "experiments/sweep/cell_exec.hpp"
 #include "common/error.hpp"
+#include "common/progress.hpp"
+#include "common/subprocess.hpp"
 
 namespace lifeline::sweep {
 
@@ -59,31 +60,32 @@ class HeartbeatThread {
   std::thread thread_;
 };
 
+// The sweep's progress line: cells done / total, rate and ETA.
 class Progress {
  public:
-  Progress(bool on, int total, int done) : on_(on), total_(total), done_(done), start_done_(done) {}
+  Progress(bool on, int total, int done)
+      : line_(on ? ProgressLine::Mode::kAlways : ProgressLine::Mode::kOff),
+        total_(total),
+        done_(done),
+        start_done_(done) {}
   void Add(int n) {
     done_ += n;
     Print(false);
   }
   void Print(bool final) {
-    if (!on_) return;
-    const auto now = Clock::now();
-    if (!final && now - last_ < std::chrono::milliseconds(200)) return;  // at most 5 lines/s
-    last_ = now;
-    const double s = std::chrono::duration<double>(now - t0_).count();
+    if (!final && !line_.Due()) return;
+    const double s = line_.ElapsedSeconds();
     const double rate = s > 0 ? (done_ - start_done_) / s : 0;
     const double eta = rate > 0 ? (total_ - done_) / rate : 0;
-    std::fprintf(stderr, "\rsweep: %d/%d cells, %.1f cells/s, ETA %.0f s   %s", done_, total_, rate, eta,
-                 final ? "\n" : "");
-    std::fflush(stderr);
+    const std::string text =
+        fmt::format("sweep: {}/{} cells, {:.1f} cells/s, ETA {:.0f} s", done_, total_, rate, eta);
+    if (final) line_.Finish(text);
+    else line_.Update(text);
   }
 
  private:
-  bool on_;
+  ProgressLine line_;
   int total_, done_, start_done_;
-  Clock::time_point t0_ = Clock::now();
-  Clock::time_point last_{};
 };
 
 void Tally(RunSummary& s, CellStatus st) {
@@ -121,28 +123,14 @@ void RunThroughput(Store& store, const Matrix& m, const std::vector<std::string>
   }
 }
 
+// Starts `lifeline run-cell` for one cell, logging to the cell's directory;
+// the child dies with the runner.
 pid_t SpawnRunCell(const RunOptions& o, const fs::path& store, const std::string& id, const fs::path& log) {
   fs::create_directories(log.parent_path());
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) throw Error(fmt::format("sweep: fork failed: {}", std::strerror(errno)));
-  if (pid == 0) {
-    // Child: die with the runner, log to the cell's directory.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(125);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      close(fd);
-    }
-    const std::string store_s = store.string();
-    execl(o.exe.c_str(), "lifeline", "run-cell", "--store", store_s.c_str(), "--cell", id.c_str(),
-          static_cast<char*>(nullptr));
-    std::fprintf(stderr, "exec %s failed: %s\n", o.exe.c_str(), std::strerror(errno));
-    _exit(127);
-  }
-  return pid;
+  SpawnOptions so;
+  so.log = log;
+  so.die_with_parent = true;
+  return SpawnProcess({o.exe, "run-cell", "--store", store.string(), "--cell", id}, so);
 }
 
 void RunRecovery(Store& store, const std::vector<std::string>& todo, const RunOptions& o, RunSummary& s,
@@ -156,19 +144,14 @@ void RunRecovery(Store& store, const std::vector<std::string>& todo, const RunOp
       const fs::path log = CellWorkDir(store.path(), id) / "run-cell.log";
       running[SpawnRunCell(o, store.path(), id, log)] = id;
     }
-    int st = 0;
-    const pid_t pid = waitpid(-1, &st, 0);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      throw Error(fmt::format("sweep: waitpid failed: {}", std::strerror(errno)));
-    }
+    const ProcessExit ended = WaitAnyProcess();
+    const pid_t pid = ended.pid;
     auto it = running.find(pid);
     if (it == running.end()) continue;
     const std::string id = it->second;
     running.erase(it);
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) <= 1)) {
-      const std::string why = WIFSIGNALED(st) ? fmt::format("killed by signal {} ({})", WTERMSIG(st), strsignal(WTERMSIG(st)))
-                                              : fmt::format("exited with status {}", WEXITSTATUS(st));
+    if (ended.signaled || ended.code > 1) {
+      const std::string why = ended.Describe();
       store.FailIfRunningUnder(id, pid, fmt::format("run-cell {}; log: {}", why,
                                                     (CellWorkDir(store.path(), id) / "run-cell.log").string()));
     }

@@ -10,6 +10,7 @@
 
 #include "reports/table.hpp"
 #include "common/error.hpp"
+#include "common/progress.hpp"
 #include "common/subprocess.hpp"
 
 namespace lifeline::sweep {
@@ -108,6 +109,7 @@ std::optional<SlurmSubmission> SubmitSlurm(Store& store, const Matrix& m, const 
 int WaitForSlurm(Store& store, const SlurmSubmission& sub, double timeout_s, bool progress) {
   const auto t0 = std::chrono::steady_clock::now();
   int gone_polls = 0;
+  ProgressLine line(progress ? ProgressLine::Mode::kAlways : ProgressLine::Mode::kOff);
   while (true) {
     const auto st = store.Statuses();
     int unfinished = 0;
@@ -115,15 +117,13 @@ int WaitForSlurm(Store& store, const SlurmSubmission& sub, double timeout_s, boo
       const auto it = st.find(id);
       if (it == st.end() || it->second == CellStatus::kPending || it->second == CellStatus::kRunning) ++unfinished;
     }
-    if (progress) {
-      std::fprintf(stderr, "\rsweep: slurm job %s: %d/%d cells finished   ", sub.job_id.c_str(),
-                   sub.cells - unfinished, sub.cells);
-      std::fflush(stderr);
-    }
+    const std::string text =
+        fmt::format("sweep: slurm job {}: {}/{} cells finished", sub.job_id, sub.cells - unfinished, sub.cells);
     if (unfinished == 0) {
-      if (progress) std::fprintf(stderr, "\n");
+      line.Finish(text);
       return 0;
     }
+    line.Update(text);
     std::string q;
     const int rc = RunCapture({"squeue", "-h", "-j", sub.job_id, "-o", "%i"}, &q);
     // squeue exits 0 with no lines (or non-zero for an unknown id) once the job is gone.
@@ -131,12 +131,12 @@ int WaitForSlurm(Store& store, const SlurmSubmission& sub, double timeout_s, boo
                       (rc != 0 && q.find("Invalid job id") != std::string::npos);
     gone_polls = gone ? gone_polls + 1 : 0;
     if (gone_polls >= 3) {
-      if (progress) std::fprintf(stderr, "\n");
+      line.Finish(text);
       return unfinished;
     }
     if (timeout_s > 0 &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_s) {
-      if (progress) std::fprintf(stderr, "\n");
+      line.Finish(text);
       return unfinished;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/csv.hpp"
 #include "common/error.hpp"
 #include "common/yaml_util.hpp"
 #include "roofline/eval/evaluator.hpp"
@@ -241,36 +242,16 @@ CalibrationResult CalibrateDevice(const DeviceSpec& initial, const std::vector<D
   return res;
 }
 
-namespace {
-
-std::vector<std::string> SplitCsvLine(const std::string& line) {
-  std::vector<std::string> f;
-  std::stringstream ss(line);
-  std::string x;
-  while (std::getline(ss, x, ',')) {
-    const size_t a = x.find_first_not_of(" \t\r");
-    const size_t b = x.find_last_not_of(" \t\r");
-    f.push_back(a == std::string::npos ? "" : x.substr(a, b - a + 1));
-  }
-  if (!line.empty() && line.back() == ',') f.push_back("");
-  return f;
-}
-
-}  // namespace
-
 std::vector<Observation> LoadObservationsCsv(const std::filesystem::path& csv, const std::string& device_name) {
-  std::ifstream in(csv);
-  if (!in) throw MakeConfigError(csv.string(), "", "cannot open the observations CSV", "a readable CSV file", "");
+  const CsvFile file = ReadCsv(csv, "the observations CSV");
   const std::vector<std::string> known = {"model", "plan", "context_tokens", "tps", "ttft_s", "prompt_tokens",
                                           "device", "fidelity", "fusion", "batch"};
-  std::string line;
-  std::getline(in, line);
-  const std::vector<std::string> header = SplitCsvLine(line);
+  const std::vector<std::string>& header = file.header.fields;
   std::map<std::string, size_t> col;
   for (size_t i = 0; i < header.size(); ++i) {
     if (std::find(known.begin(), known.end(), header[i]) == known.end()) {
       const std::string guess = DidYouMean(header[i], known);
-      throw MakeConfigError(csv.string() + ":1", header[i], "unknown column",
+      throw MakeConfigError(file.Where(file.header.line), header[i], "unknown column",
                             "model, plan, context_tokens, tps, ttft_s, prompt_tokens, device, fidelity, fusion, batch",
                             guess.empty() ? "" : "did you mean '" + guess + "'?");
     }
@@ -278,25 +259,18 @@ std::vector<Observation> LoadObservationsCsv(const std::filesystem::path& csv, c
   }
   for (const char* req : {"model", "plan", "context_tokens"}) {
     if (!col.count(req)) {
-      throw MakeConfigError(csv.string() + ":1", req, "missing column", "a header with model, plan, context_tokens and tps",
-                            "");
+      throw MakeConfigError(file.Where(file.header.line), req, "missing column",
+                            "a header with model, plan, context_tokens and tps", "");
     }
   }
   if (!col.count("tps") && !col.count("ttft_s")) {
-    throw MakeConfigError(csv.string() + ":1", "tps", "no measurement column", "tps and/or ttft_s", "");
+    throw MakeConfigError(file.Where(file.header.line), "tps", "no measurement column", "tps and/or ttft_s", "");
   }
   std::map<std::string, ModelArch> models;
   std::vector<Observation> out;
-  int lineno = 1;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
-    const std::string where = csv.string() + ":" + std::to_string(lineno);
-    const std::vector<std::string> f = SplitCsvLine(line);
-    if (f.size() != header.size()) {
-      throw MakeConfigError(where, "", "has " + std::to_string(f.size()) + " fields",
-                            std::to_string(header.size()) + " fields as in the header", "");
-    }
+  for (const CsvRecord& row : file.rows) {
+    const std::string where = file.Where(row.line);
+    const std::vector<std::string>& f = row.fields;
     auto get = [&](const char* k) -> std::string { return col.count(k) ? f[col[k]] : ""; };
     auto number = [&](const char* k) -> std::optional<double> {
       const std::string v = get(k);
