@@ -6,12 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "recovery/model/shared_paths.hpp"
+#include "tests/recovery/shared_input.hpp"
 
-// Skips the test when the shared stories260K model is absent.
-#define LIFELINE_REQUIRE_STORIES260K()                                              \
-  do {                                                                              \
-    if (!std::filesystem::exists(::lifeline::recovery::Stories260kModelPath()))     \
-      GTEST_SKIP() << "shared model absent: "                                       \
-                   << ::lifeline::recovery::Stories260kModelPath()                  \
-                   << " (set LIFELINE_SHARED_DIR)";                                 \
-  } while (0)
+// Fails (under CI) or skips the test when the shared stories260K model is absent.
+#define LIFELINE_REQUIRE_STORIES260K() LIFELINE_REQUIRE_SHARED(::lifeline::recovery::Stories260kModelPath())

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "recovery/eval/text_metrics.hpp"
+#include "tests/recovery/shared_input.hpp"
 
 namespace lifeline::recovery::testing {
 
@@ -40,20 +41,4 @@ inline void WriteFile(const std::filesystem::path& path, const std::string& byte
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-// True when `path` exists; otherwise fails under env CI and skips elsewhere.
-inline bool SharedPathPresent(const std::filesystem::path& path) {
-  if (std::filesystem::exists(path)) return true;
-  if (std::getenv("CI"))
-    ADD_FAILURE() << "shared file " << path << " missing (required when CI is set)";
-  return false;
-}
-
 }  // namespace lifeline::recovery::testing
-
-// Skips the test (or fails it under CI) when the shared file is absent.
-#define LIFELINE_REQUIRE_SHARED(path)                                               \
-  do {                                                                              \
-    if (!::lifeline::recovery::testing::SharedPathPresent(path))                    \
-      GTEST_SKIP() << "shared data " << (path)                                      \
-                   << " absent; set LIFELINE_SHARED_DIR to run this test";          \
-  } while (0)

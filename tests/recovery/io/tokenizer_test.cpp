@@ -212,154 +212,148 @@ std::string TinySpmModel(bool byte_fallback) {
   return m;
 }
 
-TEST(Llama2cTokenizer, Stories260k) {
-  {
-    SCOPED_TRACE("Llama2cTokenizer.Stories260kEncodesLikeRunC");
-    LIFELINE_REQUIRE_SHARED(Tok512());
-    auto tok = LoadTokenizer(Tok512());
-    EXPECT_EQ(tok->VocabSize(), 512);
-    EXPECT_EQ(tok->BosId(), 1);
-    EXPECT_EQ(tok->EosId(), 2);
-    const std::string lily = "Once upon a time, there was a little girl named Lily.";
-    const auto ids = tok->Encode(lily, true);
-    EXPECT_EQ(ids, kLilyIds);
-    EXPECT_EQ(tok->Decode(ids), lily);
-    std::vector<int64_t> no_bos(kLilyIds.begin() + 1, kLilyIds.end());
-    EXPECT_EQ(tok->Encode(lily, false), no_bos);
-    EXPECT_EQ(tok->Decode(no_bos), lily);
-  }
-  {
-    SCOPED_TRACE("Llama2cTokenizer.Stories260kByteFallbackRoundTrips");
-    LIFELINE_REQUIRE_SHARED(Tok512());
-    auto tok = LoadTokenizer(Tok512());
-    const std::string text = "Hello, na\xc3\xafve caf\xc3\xa9 123!\nNew line";
-    const auto ids = tok->Encode(text, true);
-    EXPECT_EQ(ids, kUnicodeIds);
-    EXPECT_EQ(tok->Decode(ids), text);
-    EXPECT_EQ(tok->Encode("", true), std::vector<int64_t>{1});
-    std::vector<int64_t> with_eos = ids;
-    with_eos.push_back(2);
-    EXPECT_EQ(tok->Decode(with_eos), text);  // EOS is skipped
-    EXPECT_THROW(tok->Decode({512}), ConfigError);
-  }
-  {
-    SCOPED_TRACE("Llama2cTokenizer.HeapMergeMatchesNaiveRunCOnTinyStories");
-    const auto text = DefaultSharedDir() / "data" / "tinystories" / "tinystories_val_dev.txt";
-    LIFELINE_REQUIRE_SHARED(Tok512());
-    LIFELINE_REQUIRE_SHARED(text);
-    auto tok = LoadTokenizer(Tok512());
-    std::vector<std::string> samples = LoadStories(text, 12);
-    samples.push_back("Question: What is 2+2?\nA. 3\nB. 4\n\nAnswer: B \xe2\x9c\x93 \t caf\xc3\xa9");
-    for (const std::string& s : samples) EXPECT_EQ(tok->Encode(s, true), RunCEncode(Tok512(), s)) << s;
-  }
+TEST(Llama2cTokenizer, Stories260kEncodesLikeRunC) {
+  LIFELINE_REQUIRE_SHARED(Tok512());
+  auto tok = LoadTokenizer(Tok512());
+  EXPECT_EQ(tok->VocabSize(), 512);
+  EXPECT_EQ(tok->BosId(), 1);
+  EXPECT_EQ(tok->EosId(), 2);
+  const std::string lily = "Once upon a time, there was a little girl named Lily.";
+  const auto ids = tok->Encode(lily, true);
+  EXPECT_EQ(ids, kLilyIds);
+  EXPECT_EQ(tok->Decode(ids), lily);
+  std::vector<int64_t> no_bos(kLilyIds.begin() + 1, kLilyIds.end());
+  EXPECT_EQ(tok->Encode(lily, false), no_bos);
+  EXPECT_EQ(tok->Decode(no_bos), lily);
 }
 
-TEST(Tokenizers, HandBuiltFiles) {
-  {
-    SCOPED_TRACE("Llama2cTokenizer.MergesByBestScore");
-    TempDir dir;
-    WriteTinyLlama2c(dir.path() / "tok.bin");
-    auto tok = LoadTokenizer(dir.path() / "tok.bin");
-    // " " a b c: candidates " a"(7), ab(2), bc(5) -> " a" first; then " a"+b no,
-    // b+c -> bc; then " a"+"bc" = " abc"(1).
-    EXPECT_EQ(tok->Encode("abc", true), (std::vector<int64_t>{1, 266}));
-    // "cab": " " c a b -> ab (2) -> " " c ab. "c" has no merge with " ".
-    EXPECT_EQ(tok->Encode("cab", false), (std::vector<int64_t>{259, 262, 263}));
-    // 'z' is not in the vocabulary: byte fallback 3 + 0x7a.
-    EXPECT_EQ(tok->Encode("z", false), (std::vector<int64_t>{259, 3 + 0x7a}));
-    EXPECT_EQ(tok->Decode({1, 259, 262, 263, 3 + 0x7a}), "cabz");
-  }
-  {
-    SCOPED_TRACE("Llama2cTokenizer.TruncatedFileIsAConfigError");
-    TempDir dir;
-    WriteTinyLlama2c(dir.path() / "tok.bin");
-    std::ifstream in(dir.path() / "tok.bin", std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), {});
-    WriteFile(dir.path() / "cut.bin", bytes.substr(0, bytes.size() - 2));
-    try {
-      LoadTokenizer(dir.path() / "cut.bin");
-      FAIL() << "no error";
-    } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find("cut.bin"), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
-    }
-    WriteFile(dir.path() / "empty.bin", "");
-    EXPECT_THROW(LoadTokenizer(dir.path() / "empty.bin"), ConfigError);
-  }
-  {
-    SCOPED_TRACE("LoadTokenizer.DispatchErrors");
-    TempDir dir;
-    EXPECT_THROW(LoadTokenizer(dir.path() / "missing.bin"), ConfigError);
-    WriteFile(dir.path() / "vocab.txt", "a b c");
-    EXPECT_THROW(LoadTokenizer(dir.path() / "vocab.txt"), ConfigError);
-    EXPECT_THROW(LoadTokenizer(dir.path()), ConfigError);  // directory without a tokenizer
-    WriteFile(dir.path() / "bad.model", "not a protobuf");
-    EXPECT_THROW(LoadTokenizer(dir.path() / "bad.model"), ConfigError);
-    WriteFile(dir.path() / "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
-    EXPECT_THROW(LoadTokenizer(dir.path()), ConfigError);
-  }
-  {
-    SCOPED_TRACE("HfBpeTokenizer.Gpt2StyleEncodesByMergeRank");
-    TempDir dir;
-    auto tok = LoadTokenizer(WriteTinyHfTokenizer(dir.path(), false));
-    EXPECT_EQ(tok->VocabSize(), 264);
-    EXPECT_EQ(tok->EosId(), 262);
-    EXPECT_EQ(tok->BosId(), -1);
-    // "Hello" -> H e ll o; " the" -> Ġthe (Ġt first, then he, then Ġt+he);
-    // " world" -> Ġ w or l d; "!" -> !.
-    const std::vector<int64_t> expected = {'H', 'e', 259, 'o', 258, ' ', 'w', 260, 'l', 'd', '!'};
-    EXPECT_EQ(tok->Encode("Hello the world!", true), expected);
-    EXPECT_EQ(tok->Decode(expected), "Hello the world!");
-    // GPT-2 keeps digit runs together: "12345" -> 12 3 4 5.
-    EXPECT_EQ(tok->Encode("12345", false), (std::vector<int64_t>{261, '3', '4', '5'}));
-    // Two spaces before a word: " " then " the" (\s+(?!\S) leaves one space).
-    EXPECT_EQ(tok->Encode("a  the", false), (std::vector<int64_t>{'a', ' ', 258}));
-    // Special tokens are matched before splitting and skipped when decoding.
-    EXPECT_EQ(tok->Encode("the<|endoftext|> the", false),
-              (std::vector<int64_t>{'t', 257, 262, 258}));
-    EXPECT_EQ(tok->Decode({'t', 257, 262, 258}), "the the");
-    // Contractions split off: "it's" -> it 's.
-    EXPECT_EQ(tok->Encode("it's", false), (std::vector<int64_t>{'i', 't', '\'', 's'}));
-    // Unicode punctuation is \p{P}, not \p{L}: "a—b" splits as a | — | b.
-    EXPECT_EQ(tok->Encode("a\xe2\x80\x94" "b", false), (std::vector<int64_t>{'a', 0xE2, 0x80, 0x94, 'b'}));
-    EXPECT_EQ(tok->Encode("a\xc3\xa9", false), (std::vector<int64_t>{'a', 0xC3, 0xA9}));  // "aé": one word
-    const std::string utf8 = "caf\xc3\xa9 \xe2\x82\xac\n\xc2\xa0x \xf0\x9f\x98\x80!";
-    EXPECT_EQ(tok->Decode(tok->Encode(utf8, false)), utf8);
-  }
-  {
-    SCOPED_TRACE("HfBpeTokenizer.QwenStyleSplitsDigitsSingly");
-    TempDir dir;
-    auto tok = LoadTokenizer(WriteTinyHfTokenizer(dir.path(), true));
-    EXPECT_EQ(tok->Encode("12345", false), (std::vector<int64_t>{'1', '2', '3', '4', '5'}));
-    EXPECT_EQ(tok->Encode("Hello the world!", false),
-              (std::vector<int64_t>{'H', 'e', 259, 'o', 258, ' ', 'w', 260, 'l', 'd', '!'}));
-    const std::string text = "x = 12;\n\n  if (y) {\n\treturn 'ok';\n}";
-    EXPECT_EQ(tok->Decode(tok->Encode(text, false)), text);
-  }
-  {
-    SCOPED_TRACE("SentencePieceTokenizer.HandBuiltBpeModel");
-    TempDir dir;
-    WriteFile(dir.path() / "fb.model", TinySpmModel(true));
-    auto tok = LoadTokenizer(dir.path() / "fb.model");
-    EXPECT_EQ(tok->VocabSize(), 267);
-    EXPECT_EQ(tok->BosId(), 1);
-    EXPECT_EQ(tok->EosId(), 2);
-    // ▁ a b c: best merges by piece score: ▁a (-1.5), then bc (-2.5), then ▁abc (-6).
-    EXPECT_EQ(tok->Encode("abc", true), (std::vector<int64_t>{1, 266}));
-    // "  cab  ": extra spaces removed -> ▁cab: ab (-5) only (▁c, ca, cab absent).
-    EXPECT_EQ(tok->Encode("  cab  ", false), (std::vector<int64_t>{259, 262, 263}));
-    // 'z' is unknown: byte fallback to <0x7A> = 3 + 0x7a.
-    EXPECT_EQ(tok->Encode("z", false), (std::vector<int64_t>{259, 3 + 0x7a}));
-    EXPECT_EQ(tok->Decode({1, 259, 262, 263, 3 + 0x7a, 2}), "cabz");
-    EXPECT_EQ(tok->Decode(tok->Encode("ab c", false)), "ab c");
+TEST(Llama2cTokenizer, Stories260kByteFallbackRoundTrips) {
+  LIFELINE_REQUIRE_SHARED(Tok512());
+  auto tok = LoadTokenizer(Tok512());
+  const std::string text = "Hello, na\xc3\xafve caf\xc3\xa9 123!\nNew line";
+  const auto ids = tok->Encode(text, true);
+  EXPECT_EQ(ids, kUnicodeIds);
+  EXPECT_EQ(tok->Decode(ids), text);
+  EXPECT_EQ(tok->Encode("", true), std::vector<int64_t>{1});
+  std::vector<int64_t> with_eos = ids;
+  with_eos.push_back(2);
+  EXPECT_EQ(tok->Decode(with_eos), text);  // EOS is skipped
+  EXPECT_THROW(tok->Decode({512}), ConfigError);
+}
 
-    WriteFile(dir.path() / "unk.model", TinySpmModel(false));
-    auto no_fb = LoadTokenizer(dir.path() / "unk.model");
-    EXPECT_EQ(no_fb->Encode("zz a", false), (std::vector<int64_t>{259, 0, 265}));  // ▁ <unk> ▁a
+TEST(Llama2cTokenizer, HeapMergeMatchesNaiveRunCOnTinyStories) {
+  const auto text = DefaultSharedDir() / "data" / "tinystories" / "tinystories_val_dev.txt";
+  LIFELINE_REQUIRE_SHARED(Tok512());
+  LIFELINE_REQUIRE_SHARED(text);
+  auto tok = LoadTokenizer(Tok512());
+  std::vector<std::string> samples = LoadStories(text, 12);
+  samples.push_back("Question: What is 2+2?\nA. 3\nB. 4\n\nAnswer: B \xe2\x9c\x93 \t caf\xc3\xa9");
+  for (const std::string& s : samples) EXPECT_EQ(tok->Encode(s, true), RunCEncode(Tok512(), s)) << s;
+}
 
-    WriteFile(dir.path() / "cut.model", TinySpmModel(true).substr(0, 100));
-    EXPECT_THROW(LoadTokenizer(dir.path() / "cut.model"), ConfigError);
+TEST(Llama2cTokenizer, MergesByBestScore) {
+  TempDir dir;
+  WriteTinyLlama2c(dir.path() / "tok.bin");
+  auto tok = LoadTokenizer(dir.path() / "tok.bin");
+  // " " a b c: candidates " a"(7), ab(2), bc(5) -> " a" first; then " a"+b no,
+  // b+c -> bc; then " a"+"bc" = " abc"(1).
+  EXPECT_EQ(tok->Encode("abc", true), (std::vector<int64_t>{1, 266}));
+  // "cab": " " c a b -> ab (2) -> " " c ab. "c" has no merge with " ".
+  EXPECT_EQ(tok->Encode("cab", false), (std::vector<int64_t>{259, 262, 263}));
+  // 'z' is not in the vocabulary: byte fallback 3 + 0x7a.
+  EXPECT_EQ(tok->Encode("z", false), (std::vector<int64_t>{259, 3 + 0x7a}));
+  EXPECT_EQ(tok->Decode({1, 259, 262, 263, 3 + 0x7a}), "cabz");
+}
+
+TEST(Llama2cTokenizer, TruncatedFileIsAConfigError) {
+  TempDir dir;
+  WriteTinyLlama2c(dir.path() / "tok.bin");
+  std::ifstream in(dir.path() / "tok.bin", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  WriteFile(dir.path() / "cut.bin", bytes.substr(0, bytes.size() - 2));
+  try {
+    LoadTokenizer(dir.path() / "cut.bin");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("cut.bin"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
   }
+  WriteFile(dir.path() / "empty.bin", "");
+  EXPECT_THROW(LoadTokenizer(dir.path() / "empty.bin"), ConfigError);
+}
+
+TEST(LoadTokenizer, DispatchErrors) {
+  TempDir dir;
+  EXPECT_THROW(LoadTokenizer(dir.path() / "missing.bin"), ConfigError);
+  WriteFile(dir.path() / "vocab.txt", "a b c");
+  EXPECT_THROW(LoadTokenizer(dir.path() / "vocab.txt"), ConfigError);
+  EXPECT_THROW(LoadTokenizer(dir.path()), ConfigError);  // directory without a tokenizer
+  WriteFile(dir.path() / "bad.model", "not a protobuf");
+  EXPECT_THROW(LoadTokenizer(dir.path() / "bad.model"), ConfigError);
+  WriteFile(dir.path() / "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
+  EXPECT_THROW(LoadTokenizer(dir.path()), ConfigError);
+}
+
+TEST(HfBpeTokenizer, Gpt2StyleEncodesByMergeRank) {
+  TempDir dir;
+  auto tok = LoadTokenizer(WriteTinyHfTokenizer(dir.path(), false));
+  EXPECT_EQ(tok->VocabSize(), 264);
+  EXPECT_EQ(tok->EosId(), 262);
+  EXPECT_EQ(tok->BosId(), -1);
+  // "Hello" -> H e ll o; " the" -> Ġthe (Ġt first, then he, then Ġt+he);
+  // " world" -> Ġ w or l d; "!" -> !.
+  const std::vector<int64_t> expected = {'H', 'e', 259, 'o', 258, ' ', 'w', 260, 'l', 'd', '!'};
+  EXPECT_EQ(tok->Encode("Hello the world!", true), expected);
+  EXPECT_EQ(tok->Decode(expected), "Hello the world!");
+  // GPT-2 keeps digit runs together: "12345" -> 12 3 4 5.
+  EXPECT_EQ(tok->Encode("12345", false), (std::vector<int64_t>{261, '3', '4', '5'}));
+  // Two spaces before a word: " " then " the" (\s+(?!\S) leaves one space).
+  EXPECT_EQ(tok->Encode("a  the", false), (std::vector<int64_t>{'a', ' ', 258}));
+  // Special tokens are matched before splitting and skipped when decoding.
+  EXPECT_EQ(tok->Encode("the<|endoftext|> the", false),
+            (std::vector<int64_t>{'t', 257, 262, 258}));
+  EXPECT_EQ(tok->Decode({'t', 257, 262, 258}), "the the");
+  // Contractions split off: "it's" -> it 's.
+  EXPECT_EQ(tok->Encode("it's", false), (std::vector<int64_t>{'i', 't', '\'', 's'}));
+  // Unicode punctuation is \p{P}, not \p{L}: "a—b" splits as a | — | b.
+  EXPECT_EQ(tok->Encode("a\xe2\x80\x94" "b", false), (std::vector<int64_t>{'a', 0xE2, 0x80, 0x94, 'b'}));
+  EXPECT_EQ(tok->Encode("a\xc3\xa9", false), (std::vector<int64_t>{'a', 0xC3, 0xA9}));  // "aé": one word
+  const std::string utf8 = "caf\xc3\xa9 \xe2\x82\xac\n\xc2\xa0x \xf0\x9f\x98\x80!";
+  EXPECT_EQ(tok->Decode(tok->Encode(utf8, false)), utf8);
+}
+
+TEST(HfBpeTokenizer, QwenStyleSplitsDigitsSingly) {
+  TempDir dir;
+  auto tok = LoadTokenizer(WriteTinyHfTokenizer(dir.path(), true));
+  EXPECT_EQ(tok->Encode("12345", false), (std::vector<int64_t>{'1', '2', '3', '4', '5'}));
+  EXPECT_EQ(tok->Encode("Hello the world!", false),
+            (std::vector<int64_t>{'H', 'e', 259, 'o', 258, ' ', 'w', 260, 'l', 'd', '!'}));
+  const std::string text = "x = 12;\n\n  if (y) {\n\treturn 'ok';\n}";
+  EXPECT_EQ(tok->Decode(tok->Encode(text, false)), text);
+}
+
+TEST(SentencePieceTokenizer, HandBuiltBpeModel) {
+  TempDir dir;
+  WriteFile(dir.path() / "fb.model", TinySpmModel(true));
+  auto tok = LoadTokenizer(dir.path() / "fb.model");
+  EXPECT_EQ(tok->VocabSize(), 267);
+  EXPECT_EQ(tok->BosId(), 1);
+  EXPECT_EQ(tok->EosId(), 2);
+  // ▁ a b c: best merges by piece score: ▁a (-1.5), then bc (-2.5), then ▁abc (-6).
+  EXPECT_EQ(tok->Encode("abc", true), (std::vector<int64_t>{1, 266}));
+  // "  cab  ": extra spaces removed -> ▁cab: ab (-5) only (▁c, ca, cab absent).
+  EXPECT_EQ(tok->Encode("  cab  ", false), (std::vector<int64_t>{259, 262, 263}));
+  // 'z' is unknown: byte fallback to <0x7A> = 3 + 0x7a.
+  EXPECT_EQ(tok->Encode("z", false), (std::vector<int64_t>{259, 3 + 0x7a}));
+  EXPECT_EQ(tok->Decode({1, 259, 262, 263, 3 + 0x7a, 2}), "cabz");
+  EXPECT_EQ(tok->Decode(tok->Encode("ab c", false)), "ab c");
+
+  WriteFile(dir.path() / "unk.model", TinySpmModel(false));
+  auto no_fb = LoadTokenizer(dir.path() / "unk.model");
+  EXPECT_EQ(no_fb->Encode("zz a", false), (std::vector<int64_t>{259, 0, 265}));  // ▁ <unk> ▁a
+
+  WriteFile(dir.path() / "cut.model", TinySpmModel(true).substr(0, 100));
+  EXPECT_THROW(LoadTokenizer(dir.path() / "cut.model"), ConfigError);
 }
 
 }  // namespace

@@ -7,14 +7,13 @@
 
 #include "recovery/cli/recover_command.hpp"
 #include "recovery/model/shared_paths.hpp"
+#include "tests/recovery/shared_input.hpp"
 
 namespace lifeline::recovery {
 namespace {
 
 TEST(RecoverySlow, ShortRunRecoversMostOfThePerplexityGap) {
-  if (!std::filesystem::exists(Stories260kModelPath())) {
-    GTEST_SKIP() << "shared model absent: " << Stories260kModelPath();
-  }
+  LIFELINE_REQUIRE_SHARED(Stories260kModelPath());
   RecoverRecipe r;  // defaults: INT2 g32 gate/up, LoRA r=32 on gate/up, synthetic data
   r.samples = 128;
   r.sample_len = 128;
