@@ -28,8 +28,10 @@
 #include "recovery/quant/rtn.hpp"
 #include "recovery/tokenizer/tokenizer.hpp"
 #include "recovery/train/distill.hpp"
-#include "roofline/common/error.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/atomic_file.hpp"
+#include "common/error.hpp"
+#include "common/progress.hpp"
+#include "common/yaml_util.hpp"
 
 namespace lifeline::recovery {
 
@@ -39,8 +41,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-bool Tty() { return isatty(fileno(stderr)) != 0; }
 
 // Training allocates and frees the same large activation tensors (16 MiB of
 // attention scores per layer at 8 x 256 tokens) every step. glibc serves
@@ -54,7 +54,7 @@ void KeepLargeAllocationsOnHeap() {
 }
 
 void Stage(const std::string& msg) {
-  if (Tty()) std::fprintf(stderr, "recover: %s\n", msg.c_str());
+  if (StderrIsTty()) std::fprintf(stderr, "recover: %s\n", msg.c_str());
 }
 
 Checkpoint LoadAnyCheckpoint(const fs::path& path) {
@@ -152,15 +152,7 @@ std::string BaselineKey(const RecoverRecipe& r, const std::string& model) {
                      fmt::join(r.tasks, ","), r.task_limit);
 }
 
-void WriteJson(const fs::path& path, const nlohmann::json& j) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw ConfigError(fmt::format("{}: cannot write", path.string()));
-    out << j.dump(2) << "\n";
-  }
-  fs::rename(tmp, path);
-}
+void WriteJson(const fs::path& path, const nlohmann::json& j) { WriteFileAtomic(path, j.dump(2) + "\n"); }
 
 }  // namespace
 
@@ -263,13 +255,12 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
     sc.walk_vocab = r.walk_vocab;
     sc.batch = r.gen_batch;
     sc.seed = r.seed;
-    const bool tty = Tty();
+    ProgressLine line;
     data = GenerateSynthetic(teacher, sc, {tok->BosId(), tok->EosId()},
-                             [tty](int64_t done, int64_t total) {
-                               if (tty) std::fprintf(stderr, "\rgenerate %lld/%lld   ",
-                                                     static_cast<long long>(done),
-                                                     static_cast<long long>(total));
-                               if (tty && done == total) std::fprintf(stderr, "\n");
+                             [&line](int64_t done, int64_t total) {
+                               const std::string text = fmt::format("generate {}/{}", done, total);
+                               if (done == total) line.Finish(text);
+                               else line.Update(text);
                              });
   } else {
     const fs::path file = r.data.substr(5);

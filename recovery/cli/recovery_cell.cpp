@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
 #include "recovery/cli/recipe.hpp"
 #include "recovery/cli/recover_command.hpp"
@@ -92,13 +93,7 @@ void AddRecoveryCellCommand(CLI::App& app) {
       }
     }
     const json r = RunCell(inputs, o->work_dir);
-    const fs::path tmp = o->result + ".tmp";
-    {
-      std::ofstream out(tmp);
-      out << r.dump(2) << "\n";
-      if (!out) throw Error("--result " + o->result + ": cannot write the cell's result");
-    }
-    fs::rename(tmp, o->result);
+    WriteFileAtomic(o->result, r.dump(2) + "\n", "--result");
   });
 }
 

@@ -8,7 +8,8 @@
 #include <fmt/format.h>
 #include <torch/types.h>
 
-#include "roofline/common/error.hpp"
+#include "common/atomic_file.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 
@@ -112,25 +113,25 @@ std::vector<std::vector<int64_t>> GenerateSynthetic(Decoder& teacher, const Synt
 void SaveSequences(const std::filesystem::path& path,
                    const std::vector<std::vector<int64_t>>& sequences, int64_t vocab_size,
                    uint64_t seed) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw ConfigError(fmt::format("{}: cannot write synthetic data", path.string()));
-  out.write(kMagic, 8);
+  AtomicFile out(path);
+  auto put = [&out](const void* p, size_t n) { out.Write(std::string_view(static_cast<const char*>(p), n)); };
+  put(kMagic, 8);
   const uint32_t version = kVersion, reserved = 0;
   const uint64_t count = sequences.size(), vocab = static_cast<uint64_t>(vocab_size);
-  out.write(reinterpret_cast<const char*>(&version), 4);
-  out.write(reinterpret_cast<const char*>(&reserved), 4);
-  out.write(reinterpret_cast<const char*>(&count), 8);
-  out.write(reinterpret_cast<const char*>(&vocab), 8);
-  out.write(reinterpret_cast<const char*>(&seed), 8);
+  put(&version, 4);
+  put(&reserved, 4);
+  put(&count, 8);
+  put(&vocab, 8);
+  put(&seed, 8);
   for (const auto& s : sequences) {
     const uint32_t len = static_cast<uint32_t>(s.size());
-    out.write(reinterpret_cast<const char*>(&len), 4);
+    put(&len, 4);
   }
   for (const auto& s : sequences) {
     std::vector<int32_t> v(s.begin(), s.end());
-    out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+    put(v.data(), v.size() * 4);
   }
-  if (!out) throw ConfigError(fmt::format("{}: write error", path.string()));
+  out.Commit();
 }
 
 std::vector<std::vector<int64_t>> LoadSequences(const std::filesystem::path& path,

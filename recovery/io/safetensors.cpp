@@ -13,7 +13,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "roofline/common/error.hpp"
+#include "common/atomic_file.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 namespace {
@@ -229,35 +230,17 @@ void WriteSafetensors(const fs::path& path, const std::map<std::string, at::Tens
   std::string text = header.dump();
   while (text.size() % 8 != 0) text.push_back(' ');
 
-  static std::atomic<uint64_t> counter{0};
-  fs::path tmp = path;
-  tmp += fmt::format(".tmp-{}-{}", ::getpid(), counter++);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw ConfigError(fmt::format("{}: cannot open for writing", tmp.string()));
-    unsigned char len_bytes[8];
-    uint64_t n = text.size();
-    for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xff);
-    out.write(reinterpret_cast<const char*>(len_bytes), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const at::Tensor& t : data)
-      out.write(static_cast<const char*>(t.data_ptr()),
-                static_cast<std::streamsize>(t.numel() * t.element_size()));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw ConfigError(fmt::format("{}: write failed", tmp.string()));
-    }
+  AtomicFile out(path);
+  unsigned char len_bytes[8];
+  const uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xff);
+  out.Write(std::string_view(reinterpret_cast<const char*>(len_bytes), 8));
+  out.Write(text);
+  for (const at::Tensor& t : data) {
+    out.Write(std::string_view(static_cast<const char*>(t.data_ptr()),
+                               static_cast<size_t>(t.numel() * t.element_size())));
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ec2;
-    fs::remove(tmp, ec2);
-    throw ConfigError(fmt::format("{}: cannot rename {} into place: {}", path.string(),
-                                  tmp.string(), ec.message()));
-  }
+  out.Commit();
 }
 
 }  // namespace lifeline::recovery

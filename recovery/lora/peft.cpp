@@ -8,7 +8,8 @@
 #include <torch/types.h>
 
 #include "recovery/io/safetensors.hpp"
-#include "roofline/common/error.hpp"
+#include "common/atomic_file.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 
@@ -53,11 +54,7 @@ void SavePeftAdapters(const Decoder& model, const std::filesystem::path& dir,
   j["init_lora_weights"] = true;
   j["modules_to_save"] = nullptr;
   j["use_rslora"] = false;
-  {
-    std::ofstream out(dir / "adapter_config.json");
-    if (!out) throw ConfigError(fmt::format("{}: cannot write", (dir / "adapter_config.json").string()));
-    out << j.dump(2) << "\n";
-  }
+  WriteFileAtomic(dir / "adapter_config.json", j.dump(2) + "\n");
   WriteSafetensors(dir / "adapter_model.safetensors", tensors,
                    {{"format", "pt"}, {"lifeline_lora_init", LoraInitName(cfg.init)}});
 }

@@ -1,6 +1,5 @@
 #include "recovery/train/distill.hpp"
 
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -18,7 +17,9 @@
 
 #include "recovery/io/safetensors.hpp"
 #include "recovery/lora/lora_linear.hpp"
-#include "roofline/common/error.hpp"
+#include "common/atomic_file.hpp"
+#include "common/error.hpp"
+#include "common/progress.hpp"
 
 namespace lifeline::recovery {
 
@@ -82,9 +83,7 @@ void SaveCheckpoint(const std::filesystem::path& dir, const Decoder& student,
   j["step"] = step;
   j["best_loss"] = r.best_loss;
   j["losses"] = r.losses;
-  const auto tmp = dir / "state.json.tmp";
-  std::ofstream(tmp) << j.dump() << "\n";
-  std::filesystem::rename(tmp, dir / "state.json");
+  WriteFileAtomic(dir / "state.json", j.dump() + "\n");
 }
 
 // Returns the step to continue from (0 when there is nothing to resume).
@@ -144,7 +143,9 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
   int64_t step0 = 0;
   if (cfg.resume && !cfg.checkpoint_dir.empty()) step0 = LoadCheckpoint(cfg.checkpoint_dir, student, opt, r);
   r.start_step = step0;
-  const bool progress = cfg.progress < 0 ? isatty(fileno(stderr)) != 0 : cfg.progress > 0;
+  ProgressLine line(cfg.progress < 0   ? ProgressLine::Mode::kTerminal
+                    : cfg.progress > 0 ? ProgressLine::Mode::kAlways
+                                       : ProgressLine::Mode::kOff);
   auto good = SnapshotLora(student);
   int64_t good_step = step0;
   if (step0 == 0) r.best_loss = std::numeric_limits<double>::infinity();
@@ -201,14 +202,12 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
         (step + 1) % cfg.checkpoint_every == 0) {
       SaveCheckpoint(cfg.checkpoint_dir, student, opt, step + 1, r);
     }
-    if (progress) {
+    if (line.Due()) {
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double done = static_cast<double>(step + 1 - step0);
-      std::fprintf(stderr, "\rdistill step %lld/%lld  KL %.4f  lr %.2e  %.0f tok/s  ETA %s   ",
-                   static_cast<long long>(step + 1), static_cast<long long>(cfg.steps), step_loss,
-                   lr, static_cast<double>(r.tokens) / el,
-                   FormatDuration(el / done * static_cast<double>(cfg.steps - step - 1)).c_str());
-      std::fflush(stderr);
+      line.Update(fmt::format("distill step {}/{}  KL {:.4f}  lr {:.2e}  {:.0f} tok/s  ETA {}", step + 1, cfg.steps,
+                              step_loss, lr, static_cast<double>(r.tokens) / el,
+                              FormatDuration(el / done * static_cast<double>(cfg.steps - step - 1))));
     }
   }
   r.steps_done = step;
@@ -219,7 +218,7 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
   if (!cfg.checkpoint_dir.empty() && !r.diverged) {
     SaveCheckpoint(cfg.checkpoint_dir, student, opt, r.steps_done, r);
   }
-  if (progress) std::fprintf(stderr, "\n");
+  line.Finish();
   std::fprintf(stderr, "distill: %lld steps in %s, %.0f tok/s, KL %.4f -> %.4f%s\n",
                static_cast<long long>(r.steps_done - r.start_step), FormatDuration(r.seconds).c_str(),
                r.tokens_per_s, r.first_loss, r.final_loss,
