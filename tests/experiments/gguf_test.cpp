@@ -21,6 +21,7 @@
 #include "common/paths.hpp"
 #include "common/yaml_util.hpp"
 #include "tests/experiments/test_util.hpp"
+#include "tests/require.hpp"
 
 namespace lifeline::measure {
 namespace {
@@ -65,14 +66,8 @@ std::string ConfigErrorOf(F&& f) {
   return "";
 }
 
-// A shared input: its path, or skip (fail under CI, where ../shared is always present).
-#define REQUIRE_SHARED(path)                                                                 \
-  do {                                                                                       \
-    if (!fs::exists(path)) {                                                                 \
-      if (std::getenv("CI") != nullptr) FAIL() << "missing shared input " << (path);         \
-      GTEST_SKIP() << "missing shared input " << (path) << " (set LIFELINE_SHARED_DIR)";     \
-    }                                                                                        \
-  } while (0)
+#define REQUIRE_SHARED(path) \
+  LIFELINE_REQUIRE(fs::exists(path), "shared input " << (path) << " (set LIFELINE_SHARED_DIR)")
 
 fs::path StoriesBin() { return SharedDir() / "models" / "stories260k" / "stories260K.bin"; }
 fs::path StoriesTok() { return SharedDir() / "models" / "stories260k" / "tok512.bin"; }

@@ -117,7 +117,6 @@ TEST(Report, ThroughputEqualsPaperCommand) {
 }
 
 TEST(Report, PaperCommandCsvMatchesThroughCli) {
-  if (!std::filesystem::exists(DefaultPaperReferencePath())) GTEST_SKIP() << "no shared reference dir";
   TempDir dir("report_cli");
   testing::WriteFile(dir / "m.yaml", kPaperThroughput);
   const std::string bin = LIFELINE_BINARY;

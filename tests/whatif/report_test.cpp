@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/require.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -38,7 +40,7 @@ TEST(Html, EscapesTextAndMarksImageLoading) {
 }
 
 TEST(Plot, LineChartWritesScriptDataPngAndSvg) {
-  if (!GnuplotAvailable()) GTEST_SKIP() << "gnuplot not installed";
+  LIFELINE_REQUIRE(GnuplotAvailable(), "gnuplot (scripts/setup.sh installs it)");
   const auto dir = std::filesystem::temp_directory_path() / "lifeline_plot_test";
   std::filesystem::remove_all(dir);
   LineChart c;
@@ -62,7 +64,7 @@ TEST(Plot, LineChartWritesScriptDataPngAndSvg) {
 }
 
 TEST(PaperFigures, PaperWritesFiguresAndIndex) {
-  if (!GnuplotAvailable()) GTEST_SKIP() << "gnuplot not installed";
+  LIFELINE_REQUIRE(GnuplotAvailable(), "gnuplot (scripts/setup.sh installs it)");
   const auto dir = std::filesystem::temp_directory_path() / "lifeline_paper_figures";
   std::filesystem::remove_all(dir);
   const auto r = lifeline::testing::Exec("paper --out " + dir.string());

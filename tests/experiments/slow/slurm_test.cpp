@@ -4,6 +4,8 @@
 // run, resubmits (only the missing cells go), and stops the daemons.
 
 #include <gtest/gtest.h>
+
+#include "tests/require.hpp"
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -125,17 +127,10 @@ std::string Matrix(const std::string& contexts) {
 }
 
 TEST(Slurm, JobArrayFillsTheStoreAndResubmissionRunsOnlyWhatIsMissing) {
-  const bool ci = std::getenv("CI") != nullptr;
   for (const char* prog : {"slurmctld", "slurmd", "sbatch", "squeue", "sinfo"}) {
-    if (!OnPath(prog)) {
-      if (ci) FAIL() << prog << " not found: install slurm-wlm (scripts/setup-packages.txt)";
-      GTEST_SKIP() << prog << " not found: install Debian's slurm-wlm (listed in scripts/setup-packages.txt)";
-    }
+    LIFELINE_REQUIRE(OnPath(prog), prog << " (Debian's slurm-wlm, listed in scripts/setup-packages.txt)");
   }
-  if (geteuid() != 0) {
-    if (ci) FAIL() << "the Slurm test starts slurmd, which needs root";
-    GTEST_SKIP() << "the Slurm test starts slurmd, which needs root";
-  }
+  LIFELINE_REQUIRE(geteuid() == 0, "root: the Slurm test starts slurmd, which needs it");
   TempDir dir("slurm");
   LocalSlurm slurm(dir / "scheduler");
   std::string sinfo;

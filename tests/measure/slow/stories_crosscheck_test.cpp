@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/require.hpp"
+
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
@@ -42,10 +44,8 @@ struct Compared {
 class StoriesCrossCheck : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(recovery::Stories260kModelPath())) {
-      if (std::getenv("CI")) FAIL() << "shared model missing under CI: " << recovery::Stories260kModelPath();
-      GTEST_SKIP() << "shared model absent: " << recovery::Stories260kModelPath() << " (set LIFELINE_SHARED_DIR)";
-    }
+    LIFELINE_REQUIRE(fs::exists(recovery::Stories260kModelPath()),
+                     "shared model " << recovery::Stories260kModelPath() << " (set LIFELINE_SHARED_DIR)");
     dir_ = fs::temp_directory_path() / ("lifeline_stories_xcheck_" + std::to_string(getpid()));
     fs::create_directories(dir_);
     ck_ = recovery::LoadLlama2cCheckpoint(recovery::Stories260kModelPath());

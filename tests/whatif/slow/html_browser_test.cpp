@@ -3,6 +3,9 @@
 // have a non-zero natural width).
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "tests/require.hpp"
 
 #include <array>
 #include <cstdio>
@@ -33,7 +36,9 @@ std::string Browser() {
 
 // Loads `html` headless and returns the DOM after scripts ran.
 std::string DumpDom(const std::filesystem::path& html) {
-  const auto profile = std::filesystem::temp_directory_path() / "lifeline_chromium_profile";
+  // One profile per test process: chromium locks its profile, and ctest -j runs these tests side by side.
+  const auto profile =
+      std::filesystem::temp_directory_path() / ("lifeline_chromium_profile_" + std::to_string(getpid()));
   std::filesystem::remove_all(profile);
   int st = 0;
   const std::string dom =
@@ -57,7 +62,7 @@ void ExpectAllImagesLoaded(const std::filesystem::path& html, int min_images) {
 }
 
 TEST(HtmlInBrowser, PaperReportRendersWithEveryImage) {
-  if (Browser().empty()) GTEST_SKIP() << "no chromium installed (scripts/setup-packages.txt lists it)";
+  LIFELINE_REQUIRE(!Browser().empty(), "chromium (scripts/setup.sh installs it)");
   const auto dir = std::filesystem::temp_directory_path() / "lifeline_paper_browser";
   std::filesystem::remove_all(dir);
   int st = 0;
@@ -67,7 +72,7 @@ TEST(HtmlInBrowser, PaperReportRendersWithEveryImage) {
 }
 
 TEST(HtmlInBrowser, WhatifReportRendersWithEveryImage) {
-  if (Browser().empty()) GTEST_SKIP() << "no chromium installed";
+  LIFELINE_REQUIRE(!Browser().empty(), "chromium (scripts/setup.sh installs it)");
   const auto dir = std::filesystem::temp_directory_path() / "lifeline_whatif_browser";
   std::filesystem::remove_all(dir);
   int st = 0;
@@ -80,7 +85,7 @@ TEST(HtmlInBrowser, WhatifReportRendersWithEveryImage) {
 }
 
 TEST(HtmlInBrowser, BrokenImageIsDetected) {
-  if (Browser().empty()) GTEST_SKIP() << "no chromium installed";
+  LIFELINE_REQUIRE(!Browser().empty(), "chromium (scripts/setup.sh installs it)");
   // The check itself must fail on a missing image: a report whose figure is gone.
   const auto dir = std::filesystem::temp_directory_path() / "lifeline_whatif_browser_broken";
   std::filesystem::remove_all(dir);
