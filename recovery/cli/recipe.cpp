@@ -1,9 +1,12 @@
 #include "recovery/cli/recipe.hpp"
 
+#include <cmath>
+#include <thread>
+
 #include <fmt/format.h>
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/yaml_util.hpp"
+#include "common/error.hpp"
+#include "common/yaml_util.hpp"
 
 namespace lifeline::recovery {
 
@@ -42,7 +45,95 @@ bool Bool(StrictMap& m, const std::string& key, bool current) {
   return v ? *v : current;
 }
 
+std::string Num(double v) { return fmt::format("{}", v); }
+
 }  // namespace
+
+int64_t MaxRecipeThreads() {
+  return std::max<int64_t>(256, static_cast<int64_t>(std::thread::hardware_concurrency()));
+}
+
+std::string RecipeFlag(const std::string& key) {
+  std::string f = "--" + key;
+  for (char& c : f)
+    if (c == '_') c = '-';
+  return f;
+}
+
+std::optional<RecipeProblem> CheckRecipeKey(const RecoverRecipe& r, const std::string& key) {
+  using P = std::optional<RecipeProblem>;
+  auto int_range = [](int64_t v, int64_t lo, int64_t hi, const std::string& what) -> P {
+    if (v < lo || v > hi)
+      return RecipeProblem{fmt::format("{} is out of range", v),
+                           fmt::format("{} from {} to {}", what, lo, hi), ""};
+    return std::nullopt;
+  };
+  auto real_range = [](double v, double lo, bool lo_open, double hi, const std::string& hint) -> P {
+    if (!std::isfinite(v) || v < lo || (lo_open && v == lo) || v > hi)
+      return RecipeProblem{fmt::format("{} is {}", Num(v), std::isfinite(v) ? "out of range" : "not a finite number"),
+                           fmt::format("a number {} {} and <= {}", lo_open ? ">" : ">=", Num(lo), Num(hi)), hint};
+    return std::nullopt;
+  };
+  auto one_of = [](const std::string& v, std::initializer_list<const char*> ok) -> P {
+    for (const char* o : ok)
+      if (v == o) return std::nullopt;
+    return RecipeProblem{fmt::format("'{}' is not supported", v), fmt::format("one of: {}", fmt::join(ok, ", ")), ""};
+  };
+  constexpr int64_t kBig = int64_t{1} << 40;
+  if (key == "bits") return int_range(r.bits, 2, 4, "a bit width");
+  if (key == "group") return int_range(r.group, 1, 1 << 20, "a group size");
+  if (key == "scheme") return one_of(r.scheme, {"asym", "sym"});
+  if (key == "layers" && r.layers.empty())
+    return RecipeProblem{"empty list", "at least one layer pattern (e.g. mlp.gate_proj)", ""};
+  if (key == "rank") return int_range(r.rank, 1, 65536, "a LoRA rank");
+  if (key == "alpha") return real_range(r.alpha, 0, true, kMaxRecipeAlpha, "");
+  if (key == "dropout") {
+    if (!std::isfinite(r.dropout) || r.dropout < 0 || r.dropout >= 1)
+      return RecipeProblem{fmt::format("{} is not a probability below 1", Num(r.dropout)), "a number in [0, 1)", ""};
+    return std::nullopt;
+  }
+  if (key == "init") return one_of(r.init, {"standard", "svd"});
+  if (key == "data" && r.data != "synthetic" && (r.data.rfind("text:", 0) != 0 || r.data.size() == 5))
+    return RecipeProblem{fmt::format("unknown data source '{}'", r.data), "synthetic or text:FILE", ""};
+  if (key == "data_skip") return int_range(r.data_skip, 0, kBig, "a story count");
+  if (key == "samples") return int_range(r.samples, 1, kMaxRecipeSamples, "a sequence count");
+  if (key == "sample_len") return int_range(r.sample_len, 2, kMaxRecipeSampleLen, "a token count");
+  if (key == "temperature") return real_range(r.temperature, 0, true, 100, "");
+  if (key == "top_k") return int_range(r.top_k, 0, kBig, "a top-k (0 = all tokens)");
+  if (key == "gen_batch") return int_range(r.gen_batch, 1, kMaxRecipeBatch, "a batch size");
+  if (key == "steps") return int_range(r.steps, 1, kMaxRecipeSteps, "a step count");
+  if (key == "batch") return int_range(r.batch, 1, kMaxRecipeBatch, "a batch size");
+  if (key == "grad_accum") return int_range(r.grad_accum, 1, kMaxRecipeBatch, "a micro-batch count");
+  if (key == "lr")
+    return real_range(r.lr, 0, true, kMaxRecipeLr, "AdamW diverges at once above 1; LoRA recovery uses about 1e-4 to 1e-2");
+  if (key == "warmup") return int_range(r.warmup, 0, kMaxRecipeSteps, "a step count");
+  if (key == "schedule") return one_of(r.schedule, {"constant", "linear", "cosine"});
+  if (key == "clip") return real_range(r.clip, 0, false, 1e9, "0 turns clipping off");
+  if (key == "weight_decay") return real_range(r.weight_decay, 0, false, 1e9, "");
+  if (key == "checkpoint_every") return int_range(r.checkpoint_every, 0, kMaxRecipeSteps, "a step count (0 = at the end)");
+  if (key == "threads") return int_range(r.threads, 0, MaxRecipeThreads(), "a thread count (0 = hardware cores)");
+  if (key == "eval_limit") return int_range(r.eval_limit, 0, kBig, "a story count (0 = all)");
+  if (key == "eval_batch") return int_range(r.eval_batch, 1, kMaxRecipeBatch, "a batch size");
+  if (key == "task_limit") return int_range(r.task_limit, 0, kBig, "an item count (0 = all)");
+  if (key == "device" && r.device.empty()) return RecipeProblem{"empty", "cpu, cuda or cuda:N", ""};
+  if (key == "out" && r.out.empty()) return RecipeProblem{"empty", "an output directory", ""};
+  return std::nullopt;
+}
+
+void ValidateRecipe(const RecoverRecipe& r, const std::function<std::string(const std::string&)>& where,
+                    const std::vector<std::string>& keys) {
+  for (const std::string& k : keys.empty() ? RecipeKeys() : keys) {
+    if (const auto p = CheckRecipeKey(r, k)) throw MakeConfigError(where(k), k, p->problem, p->expected, p->hint);
+  }
+}
+
+nlohmann::json TrainingFingerprint(const RecoverRecipe& r) {
+  nlohmann::json j = RecipeToJson(r);
+  for (const char* k : {"resume", "out", "threads", "device", "checkpoint_every", "eval_text", "eval_limit",
+                        "eval_batch", "tasks", "task_limit", "save_data"})
+    j.erase(k);
+  return j;
+}
 
 const std::vector<std::string>& RecipeKeys() {
   static const std::vector<std::string> keys = {
@@ -119,6 +210,11 @@ void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std:
   str("out", r.out);
   r.save_data = Bool(m, "save_data", r.save_data);
   m.Finish();
+  for (const std::string& k : RecipeKeys()) {
+    if (!node[k]) continue;
+    if (const auto p = CheckRecipeKey(r, k))
+      throw MakeConfigError(m.WhereKey(k), m.KeyPath(k), p->problem, p->expected, p->hint);
+  }
 }
 
 RecoverRecipe LoadRecipe(const std::filesystem::path& path) {

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +79,35 @@ void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std:
                      RecoverRecipe& recipe);
 // Loads a recipe file onto the defaults.
 RecoverRecipe LoadRecipe(const std::filesystem::path& path);
+
+// Range checks every recipe value passes, whether it comes from a YAML key,
+// a `recover` flag or a sweep cell (one set of rules for all three).
+struct RecipeProblem {
+  std::string problem, expected, hint;
+};
+// The problem with `key`'s value in `r`, or nothing when it is fine.
+std::optional<RecipeProblem> CheckRecipeKey(const RecoverRecipe& r, const std::string& key);
+// Throws a ConfigError for the first key of `keys` (all keys when empty)
+// whose value fails; `where(key)` names its source ("--data-skip",
+// "recipe.yaml", ...).
+void ValidateRecipe(const RecoverRecipe& r, const std::function<std::string(const std::string&)>& where,
+                    const std::vector<std::string>& keys = {});
+// The `recover` flag of a key: "data_skip" -> "--data-skip".
+std::string RecipeFlag(const std::string& key);
+// Limits the checks enforce.
+constexpr int64_t kMaxRecipeSamples = 1000000;   // training sequences
+constexpr int64_t kMaxRecipeSampleLen = 65536;   // tokens (also capped by the model's context)
+constexpr int64_t kMaxRecipeSteps = 100000000;
+constexpr int64_t kMaxRecipeBatch = 65536;       // batch, gen_batch, eval_batch
+constexpr double kMaxRecipeLr = 1.0;
+constexpr double kMaxRecipeAlpha = 1e6;
+// CPU threads: max(256, hardware threads).
+int64_t MaxRecipeThreads();
+
+// The recipe keys that decide the training run's result (everything but
+// where it runs, what it evaluates and where it writes): compared on
+// --resume against the fingerprint recorded by the run that started it.
+nlohmann::json TrainingFingerprint(const RecoverRecipe& recipe);
 
 // The resolved recipe as JSON (every key).
 nlohmann::json RecipeToJson(const RecoverRecipe& recipe);

@@ -154,10 +154,93 @@ std::string BaselineKey(const RecoverRecipe& r, const std::string& model) {
 
 void WriteJson(const fs::path& path, const nlohmann::json& j) { WriteFileAtomic(path, j.dump(2) + "\n"); }
 
+// Weights that are NaN or infinite make every metric meaningless (KL 0,
+// top-1 1.0 between two broken models): refuse them, naming the tensor.
+void CheckWeightsFinite(const Checkpoint& ck, const fs::path& model_path) {
+  std::vector<std::string> bad;
+  for (const auto& [name, t] : ck.tensors) {
+    if (!at::isFloatingType(t.scalar_type())) continue;
+    const int64_t n = (~at::isfinite(t)).sum().item<int64_t>();
+    if (n > 0) bad.push_back(fmt::format("tensor '{}' ({} of {} values)", name, n, t.numel()));
+  }
+  if (!bad.empty()) {
+    throw ConfigError(fmt::format("{}: non-finite weights (NaN or inf) in {}; expected finite weights. "
+                                  "hint: the checkpoint is corrupt or was saved after a diverged "
+                                  "training run",
+                                  model_path.string(), fmt::join(bad, ", ")));
+  }
+}
+
+// --out must be a directory (or not exist yet): checked before any work.
+void CheckOutPath(const std::string& out) {
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw MakeConfigError("--out", "out", fmt::format("'{}' exists and is not a directory", out),
+                          "a directory path", "choose another --out");
+}
+
+void CreateOutDir(const std::string& out) {
+  CheckOutPath(out);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec)
+    throw MakeConfigError("--out", "out", fmt::format("cannot create directory '{}': {}", out, ec.message()),
+                          "a writable directory path", "choose another --out");
+}
+
+// OUT/recipe_fingerprint.json: the recipe keys that decide the training
+// result. A fresh run records it; --resume compares against it and refuses
+// to continue a run whose recipe changed.
+void CheckOrRecordFingerprint(const RecoverRecipe& r) {
+  const fs::path file = fs::path(r.out) / "recipe_fingerprint.json";
+  const nlohmann::json now = TrainingFingerprint(r);
+  std::error_code ec;
+  if (r.resume) {
+    if (!fs::exists(file, ec)) {
+      if (fs::exists(fs::path(r.out) / "train_state", ec))
+        throw MakeConfigError("--resume", "resume",
+                              fmt::format("{} is missing, so the recipe of the training in {} is unknown",
+                                          file.string(), (fs::path(r.out) / "train_state").string()),
+                              "an output directory written by the run being resumed",
+                              "rerun without --resume (with --overwrite) to train from the start");
+    } else {
+      nlohmann::json before;
+      try {
+        std::ifstream in(file);
+        before = nlohmann::json::parse(in);
+      } catch (const nlohmann::json::exception& e) {
+        throw MakeConfigError(file.string(), "(root)", fmt::format("not valid JSON ({})", e.what()),
+                              "the fingerprint a recover run writes",
+                              "rerun without --resume (with --overwrite) to train from the start");
+      }
+      std::vector<std::string> changed;
+      for (const auto& [k, v] : now.items()) {
+        if (!before.contains(k)) {
+          changed.push_back(fmt::format("{} (unrecorded -> {})", k, v.dump()));
+        } else if (before[k] != v) {
+          changed.push_back(fmt::format("{} ({} -> {})", k, before[k].dump(), v.dump()));
+        }
+      }
+      if (!changed.empty())
+        throw MakeConfigError("--resume", "resume",
+                              fmt::format("the recipe changed since the run in {} started: {}", r.out,
+                                          fmt::join(changed, ", ")),
+                              "the same training settings as the run being resumed",
+                              fmt::format("rerun with the recorded values ({}), or without --resume "
+                                          "(with --overwrite) to train from the start",
+                                          file.string()));
+      return;
+    }
+  }
+  WriteJson(file, now);
+}
+
 }  // namespace
 
 nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   const auto t_total = Clock::now();
+  ValidateRecipe(r, [](const std::string&) { return std::string("recipe"); });
+  CheckOutPath(r.out);
   KeepLargeAllocationsOnHeap();
   nlohmann::json timings;
   // Threads and device first: both apply to everything below.
@@ -169,11 +252,6 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   const LoraInit init = ParseLoraInit(r.init, "--init");
   const LrSchedule schedule = ParseLrSchedule(r.schedule, "--schedule");
   const QuantConfig qcfg{r.bits, r.group, scheme};
-  if (r.data != "synthetic" && r.data.rfind("text:", 0) != 0) {
-    throw ConfigError(fmt::format("--data: unknown data source '{}'; expected synthetic or "
-                                  "text:FILE",
-                                  r.data));
-  }
 
   // 1. Model, tokenizer.
   auto t = Clock::now();
@@ -188,6 +266,14 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
                                   "{} ({} embeddings). hint: pass the model's own tokenizer",
                                   tok_path.string(), tok->VocabSize(), model_path.string(),
                                   ck.arch.vocab_size));
+  }
+  CheckWeightsFinite(ck, model_path);
+  if (r.sample_len > ck.arch.max_position_embeddings) {
+    throw MakeConfigError("--sample-len", "sample_len",
+                          fmt::format("{} tokens exceed the context of {} ({} tokens, "
+                                      "max_position_embeddings)",
+                                      r.sample_len, model_path.string(), ck.arch.max_position_embeddings),
+                          fmt::format("at most {}", ck.arch.max_position_embeddings));
   }
   Decoder teacher = BuildDecoder(ck);
   Decoder student = BuildDecoder(ck);
@@ -219,6 +305,15 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   const fs::path eval_path = r.eval_text.empty() ? TinyStoriesValPath() : fs::path(r.eval_text);
   const auto stories = LoadStories(eval_path, r.eval_limit);
   const auto docs = TokenizeStories(stories, *tok, ck.arch.max_position_embeddings);
+  int64_t eval_predictions = 0;  // tokens the evaluation predicts (each document's after the first)
+  for (const auto& d : docs) eval_predictions += std::max<int64_t>(0, static_cast<int64_t>(d.size()) - 1);
+  if (eval_predictions == 0) {
+    throw MakeConfigError(eval_path.string(), r.eval_text.empty() ? "eval_text (default)" : "--eval-text / eval_text",
+                          fmt::format("{} stories with no token to predict: perplexity, KL and top-1 "
+                                      "would be undefined",
+                                      stories.size()),
+                          "a text file of stories separated by blank lines, at least one of two tokens or more");
+  }
   const std::string bkey = BaselineKey(r, model_path.string());
   nlohmann::json baseline;
   if (cache && cache->baseline.count(bkey)) {
@@ -278,7 +373,7 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   djson["sequences"] = data.size();
   djson["tokens"] = data_tokens;
   djson["mean_length"] = data.empty() ? 0.0 : static_cast<double>(data_tokens) / data.size();
-  fs::create_directories(r.out);
+  CreateOutDir(r.out);
   if (r.save_data) {
     SaveSequences(fs::path(r.out) / "train_data.bin", data, ck.arch.vocab_size, r.seed);
     djson["file"] = "train_data.bin";
@@ -310,6 +405,7 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   dc.checkpoint_dir = fs::path(r.out) / "train_state";
   dc.checkpoint_every = r.checkpoint_every;
   dc.resume = r.resume;
+  CheckOrRecordFingerprint(r);
   const DistillResult dr = Distill(teacher, student, data, dc);
   timings["train_s"] = Since(t);
   nlohmann::json tjson;
@@ -386,101 +482,14 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
                ppl["ar_pct"].is_null() ? "undefined"
                                        : fmt::format("{:.1f}%", ppl["ar_pct"].get<double>()).c_str(),
                Since(t_total), (fs::path(r.out) / "recovery.json").string().c_str());
+  if (dr.diverged) {
+    throw Error(fmt::format("recover: training diverged ({}); {} keeps the adapters of step {}, the last "
+                            "good ones, and {} records the run (training.diverged). hint: lower --lr "
+                            "(now {}) or --alpha (now {}), or raise --warmup",
+                            dr.divergence_reason, (fs::path(r.out) / "adapters").string(), dr.restored_step,
+                            (fs::path(r.out) / "recovery.json").string(), r.lr, r.alpha));
+  }
   return out;
-}
-
-nlohmann::json RunAblation(const fs::path& file, RecoverRecipe base, const std::string& out_dir) {
-  const YAML::Node root = LoadYamlFile(file);
-  StrictMap top(root, file.string());
-  if (top.Has("base")) ApplyRecipeYaml(top.Node("base"), file.string(), "base", base);
-  const YAML::Node runs = top.Node("runs");
-  top.Finish();
-  if (!runs.IsSequence() || runs.size() == 0) {
-    throw MakeConfigError(Where(file.string(), runs), "runs", "not a non-empty list",
-                          "a list of {name: ..., <recipe keys>}");
-  }
-  struct Run {
-    std::string name;
-    RecoverRecipe recipe;
-    nlohmann::json changes;
-  };
-  std::vector<Run> plan;
-  for (size_t i = 0; i < runs.size(); ++i) {
-    const std::string path = fmt::format("runs[{}]", i);
-    YAML::Node n = YAML::Clone(runs[i]);
-    if (!n.IsMap() || !n["name"]) {
-      throw MakeConfigError(Where(file.string(), runs[i]), path, "run without a name",
-                            "a mapping with name: and recipe keys");
-    }
-    Run run;
-    if (!n["name"].IsScalar()) {
-      throw MakeConfigError(Where(file.string(), n["name"]), path + ".name", "not a string",
-                            "a run name");
-    }
-    run.name = n["name"].Scalar();
-    n.remove("name");
-    run.recipe = base;
-    ApplyRecipeYaml(n, file.string(), path, run.recipe);
-    for (const auto& kv : n) {
-      if (kv.second.IsScalar()) {
-        run.changes[kv.first.Scalar()] = kv.second.Scalar();
-      } else {  // e.g. a list of targets: its flow-style YAML text
-        YAML::Emitter e;
-        e << YAML::Flow << kv.second;
-        run.changes[kv.first.Scalar()] = std::string(e.c_str());
-      }
-    }
-    run.recipe.out = (fs::path(out_dir) / run.name).string();
-    plan.push_back(std::move(run));
-  }
-  fs::create_directories(out_dir);
-  RecoveryCache cache;
-  nlohmann::json summary = nlohmann::json::array();
-  std::string md =
-      "| run | changes | ppl teacher | ppl quantized | ppl recovered | AR% ppl | KL recovered | "
-      "AR% KL | top-1 recovered | AR% top-1 | train s |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|\n";
-  std::string csv =
-      "run,changes,ppl_teacher,ppl_quantized,ppl_recovered,ar_ppl,kl_quantized,kl_recovered,ar_kl,"
-      "top1_quantized,top1_recovered,ar_top1,train_s\n";
-  auto ar = [](const nlohmann::json& m) {
-    return m["ar_pct"].is_null() ? std::string("n/a") : fmt::format("{:.1f}", m["ar_pct"].get<double>());
-  };
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const auto& run = plan[i];
-    std::fprintf(stderr, "ablation: run %zu/%zu: %s\n", i + 1, plan.size(), run.name.c_str());
-    const nlohmann::json res = RunRecovery(run.recipe, &cache);
-    const auto& m = res["metrics"];
-    std::string changes;
-    for (const auto& [k, v] : run.changes.items()) {
-      changes += (changes.empty() ? "" : " ") + k + "=" + v.get<std::string>();
-    }
-    if (changes.empty()) changes = "(base)";
-    const double train_s = res["timings"]["train_s"].get<double>();
-    md += fmt::format("| {} | {} | {:.3f} | {:.3f} | {:.3f} | {} | {:.4f} | {} | {:.3f} | {} | {:.0f} |\n",
-                      run.name, changes, m["perplexity"]["teacher"].get<double>(),
-                      m["perplexity"]["quantized"].get<double>(),
-                      m["perplexity"]["recovered"].get<double>(), ar(m["perplexity"]),
-                      m["kl_to_teacher"]["recovered"].get<double>(), ar(m["kl_to_teacher"]),
-                      m["top1_agreement"]["recovered"].get<double>(), ar(m["top1_agreement"]),
-                      train_s);
-    csv += fmt::format("{},\"{}\",{},{},{},{},{},{},{},{},{},{},{}\n", run.name, changes,
-                       m["perplexity"]["teacher"].get<double>(),
-                       m["perplexity"]["quantized"].get<double>(),
-                       m["perplexity"]["recovered"].get<double>(), ar(m["perplexity"]),
-                       m["kl_to_teacher"]["quantized"].get<double>(),
-                       m["kl_to_teacher"]["recovered"].get<double>(), ar(m["kl_to_teacher"]),
-                       m["top1_agreement"]["quantized"].get<double>(),
-                       m["top1_agreement"]["recovered"].get<double>(), ar(m["top1_agreement"]),
-                       train_s);
-    summary.push_back({{"run", run.name}, {"changes", run.changes}, {"metrics", m},
-                       {"timings", res["timings"]}});
-    // Rewrite the tables after every run so partial results survive.
-    std::ofstream(fs::path(out_dir) / "ablation.md") << md;
-    std::ofstream(fs::path(out_dir) / "ablation.csv") << csv;
-    WriteJson(fs::path(out_dir) / "ablation.json", summary);
-  }
-  return summary;
 }
 
 void AddRecoverCommand(CLI::App& app) {
@@ -491,14 +500,14 @@ void AddRecoverCommand(CLI::App& app) {
   struct Opts {
     RecoverRecipe r;
     std::string recipe_file, ablation_file, layers, lora_targets, tasks;
+    bool overwrite = false;
   };
   auto o = std::make_shared<Opts>();
   RecoverRecipe& r = o->r;
   cmd->add_option("--recipe", o->recipe_file, "YAML recipe (keys as the flags, with underscores); "
                                               "flags given override it")->check(CLI::ExistingFile);
   cmd->add_option("--ablation", o->ablation_file,
-                  "YAML with base: and runs: [{name: ..., <recipe keys>}]; writes tables to --out")
-      ->check(CLI::ExistingFile);
+                  "removed: batches of recovery runs are sweep matrices (lifeline sweep FILE)");
   cmd->add_option("--model", r.model, "llama2.c .bin or Hugging Face directory (default: shared stories260K)");
   cmd->add_option("--tokenizer", r.tokenizer, "tokenizer file (default: found beside the model)");
   cmd->add_option("--bits", r.bits, "weight bits of the quantized layers (2, 3, 4)")->capture_default_str();
@@ -534,8 +543,19 @@ void AddRecoverCommand(CLI::App& app) {
   cmd->add_option("--eval-limit", r.eval_limit, "first N stories (0 = all)")->capture_default_str();
   cmd->add_option("--tasks", o->tasks, "lm-eval tasks, comma-separated (e.g. hellaswag,piqa)");
   cmd->add_option("--task-limit", r.task_limit, "items per task (0 = all)")->capture_default_str();
-  cmd->add_option("--out", r.out, "output directory")->capture_default_str();
+  cmd->add_option("--out", r.out, "output directory (refused when it holds files, unless --resume or "
+                                  "--overwrite)")->capture_default_str();
+  cmd->add_flag("--overwrite", o->overwrite,
+                "write into an --out directory that already holds files (replacing its results)");
   cmd->callback([cmd, o]() {
+    if (!o->ablation_file.empty()) {
+      throw MakeConfigError("--ablation", "ablation", "recover no longer runs batches of recipes",
+                            "a sweep matrix with a recovery: section",
+                            fmt::format("use `lifeline sweep <file> --store STORE` and `lifeline report "
+                                        "--store STORE` (e.g. experiments/ablations/stories260k_quick.yaml); "
+                                        "{} is no longer read",
+                                        o->ablation_file));
+    }
     // Recipe first, then the flags given explicitly on top of it.
     RecoverRecipe merged;
     if (!o->recipe_file.empty()) merged = LoadRecipe(o->recipe_file);
@@ -576,11 +596,23 @@ void AddRecoverCommand(CLI::App& app) {
     if (given("--tasks")) merged.tasks = SplitPatterns(o->tasks);
     if (given("--task-limit")) merged.task_limit = f.task_limit;
     if (given("--out")) merged.out = f.out;
-    if (!o->ablation_file.empty()) {
-      RunAblation(o->ablation_file, merged, merged.out);
-    } else {
-      RunRecovery(merged);
+    // Flags pass the same range checks as the recipe keys they set.
+    std::vector<std::string> given_keys;
+    for (const std::string& k : RecipeKeys()) {
+      const CLI::Option* opt = cmd->get_option_no_throw(RecipeFlag(k));
+      if (opt && opt->count() > 0) given_keys.push_back(k);
     }
+    ValidateRecipe(merged, RecipeFlag, given_keys);
+    // Never mix a new run into an old one's files without being asked.
+    std::error_code ec;
+    if (!merged.resume && !o->overwrite && fs::is_directory(merged.out, ec) &&
+        !fs::is_empty(merged.out, ec)) {
+      throw MakeConfigError("--out", "out", fmt::format("directory '{}' already holds files", merged.out),
+                            "a new or empty output directory",
+                            "pass --overwrite to replace its results, --resume to continue its training, "
+                            "or choose another --out");
+    }
+    RunRecovery(merged);
   });
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 // `lifeline recover`: quantize -> generate data -> LoRA distillation ->
 // evaluate, from a YAML recipe or flags, writing DIR/recovery.json and the
-// adapters in PEFT format (DIR/adapters/). `--ablation FILE` runs a list of
-// recipe variants and writes comparison tables.
+// adapters in PEFT format (DIR/adapters/). Batches of runs are sweep
+// matrices with a `recovery:` section (lifeline sweep).
 
 #include <filesystem>
 #include <map>
@@ -17,7 +17,7 @@
 
 namespace lifeline::recovery {
 
-// Results reused across runs of an ablation (training data, teacher and
+// Results reused across runs in one process (training data, teacher and
 // quantized-model evaluations), keyed by the settings they depend on.
 struct RecoveryCache {
   std::map<std::string, std::vector<std::vector<int64_t>>> data;
@@ -27,13 +27,6 @@ struct RecoveryCache {
 // Runs the whole pipeline and writes recipe.out/recovery.json. Returns the
 // JSON written. Throws lifeline::Error subclasses on bad input.
 nlohmann::json RunRecovery(const RecoverRecipe& recipe, RecoveryCache* cache = nullptr);
-
-// Ablation file: `base:` (recipe keys, optional) and `runs:` (a list of
-// mappings with `name:` plus recipe keys overriding the base). Each run
-// writes OUT/<name>/recovery.json; the tables go to OUT/ablation.md and
-// OUT/ablation.csv. `base` holds the settings from flags, applied first.
-nlohmann::json RunAblation(const std::filesystem::path& file, RecoverRecipe base,
-                           const std::string& out_dir);
 
 // Registers the `recover` subcommand on `app`.
 void AddRecoverCommand(CLI::App& app);

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "recovery/io/safetensors.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 namespace {
@@ -149,6 +149,16 @@ HfCheckpoint LoadHfCheckpoint(const fs::path& dir) {
       throw ConfigError(fmt::format("{}: tensor '{}' is missing; the architecture in {} needs it "
                                     "with shape {}",
                                     where, name, config.string(), ShapeString(shape)));
+    if (!at::isFloatingType(it->second.scalar_type())) {
+      const at::ScalarType st = it->second.scalar_type();
+      const char* code = st == at::kInt ? "I32" : st == at::kLong ? "I64" : st == at::kShort ? "I16"
+                         : st == at::kChar ? "I8" : st == at::kByte ? "U8" : st == at::kBool ? "BOOL"
+                                                                          : c10::toString(st);
+      throw ConfigError(fmt::format("{}: tensor '{}' has dtype {}; model weights must be floating "
+                                    "point (F32, F16, BF16 or F64). hint: this loader reads "
+                                    "unquantized checkpoints; dequantize the weights first",
+                                    source[name].string(), name, code));
+    }
     if (it->second.sizes() != at::IntArrayRef(shape))
       throw ConfigError(fmt::format("{}: tensor '{}' has shape {}; the architecture in {} needs {}",
                                     source[name].string(), name, ShapeString(it->second.sizes()),

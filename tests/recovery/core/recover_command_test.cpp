@@ -1,4 +1,6 @@
+#include <cmath>
 #include <fstream>
+#include <limits>
 
 #include <gtest/gtest.h>
 #include <fmt/format.h>
@@ -6,6 +8,7 @@
 
 #include "recovery/cli/recipe.hpp"
 #include "recovery/cli/recover_command.hpp"
+#include "recovery/model/shared_paths.hpp"
 #include "common/error.hpp"
 #include "test_util.hpp"
 
@@ -147,30 +150,139 @@ TEST(RecoverCommand, BadInputsAreConfigErrors) {
   fs::remove_all(r.out);
 }
 
-TEST(RecoverCommand, AblationWritesTables) {
+// Runs `recover ARGS` through the command-line parser; returns the
+// ConfigError message ("" when none).
+std::string RecoverCli(const std::string& args) {
+  CLI::App app;
+  AddRecoverCommand(app);
+  return ErrorOf([&] { app.parse("recover " + args, false); });
+}
+
+void ExpectHas(const std::string& msg, std::initializer_list<const char*> parts) {
+  EXPECT_FALSE(msg.empty()) << "no error";
+  for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+}
+
+TEST(RecoverFlags, DataSkipMinusOneIsRejectedLikeItsYamlKey) {
+  // The flag used to reach the data loader unchecked (and crash).
+  ExpectHas(RecoverCli("--data text:/nonexistent.txt --data-skip -1 --out /nonexistent/out"),
+            {"--data-skip", "data_skip", "-1 is out of range", "from 0"});
+  const std::string yaml = ErrorOf([] {
+    LoadRecipe(WriteFile("lifeline_recipe_skip.yaml", "data: text:/x.txt\ndata_skip: -1\n"));
+  });
+  ExpectHas(yaml, {"lifeline_recipe_skip.yaml:2", "data_skip"});
+}
+
+TEST(RecoverFlags, NonFiniteAndAbsurdNumbersAreRejectedUpFront) {
+  ExpectHas(RecoverCli("--lr nan"), {"--lr", "nan is not a finite number", "<= 1"});
+  ExpectHas(RecoverCli("--lr inf"), {"--lr", "inf is not a finite number"});
+  ExpectHas(RecoverCli("--lr 1e30"), {"--lr", "1e+30 is out of range", "<= 1"});
+  ExpectHas(RecoverCli("--alpha nan"), {"--alpha", "nan is not a finite number"});
+  ExpectHas(RecoverCli("--alpha inf"), {"--alpha", "inf is not a finite number"});
+  ExpectHas(RecoverCli("--dropout 1.5"), {"--dropout", "[0, 1)"});
+  ExpectHas(RecoverCli("--sample-len 100000"), {"--sample-len", "100000 is out of range", "to 65536"});
+  ExpectHas(RecoverCli("--threads 100000"),
+            {"--threads", "100000 is out of range", fmt::format("to {}", MaxRecipeThreads()).c_str()});
+  ExpectHas(RecoverCli("--steps 0"), {"--steps", "0 is out of range"});
+  ExpectHas(RecoverCli("--scheme nf4"), {"--scheme", "'nf4' is not supported", "asym, sym"});
+  // The same limits hold for recipe keys, with the file and line.
+  const std::string yaml = ErrorOf([] { LoadRecipe(WriteFile("lifeline_recipe_lr.yaml", "rank: 4\nlr: 1.0e30\n")); });
+  ExpectHas(yaml, {"lifeline_recipe_lr.yaml:2", "'lr'", "out of range"});
+  // And for recipes built in code (sweep cells).
+  RecoverRecipe r;
+  r.threads = 100000;
+  ExpectHas(ErrorOf([&] { RunRecovery(r); }), {"recipe: key 'threads'", "100000"});
+}
+
+TEST(RecoverFlags, AblationPointsToSweep) {
+  ExpectHas(RecoverCli("--ablation some_ablation.yaml"),
+            {"--ablation", "lifeline sweep", "experiments/ablations/stories260k_quick.yaml"});
+}
+
+TEST(RecoverFlags, NonEmptyOutNeedsOverwriteOrResume) {
+  const fs::path out = fs::temp_directory_path() / "lifeline_recover_nonempty";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  std::ofstream(out / "keep.txt") << "precious\n";
+  ExpectHas(RecoverCli("--out " + out.string()),
+            {"--out", out.string().c_str(), "already holds files", "--overwrite", "--resume"});
+  std::ifstream in(out / "keep.txt");
+  std::string kept;
+  std::getline(in, kept);
+  EXPECT_EQ(kept, "precious");
+  // --out naming a file.
+  ExpectHas(ErrorOf([&] {
+              RecoverRecipe r;
+              r.out = (out / "keep.txt").string();
+              r.model = "/nonexistent/model.bin";
+              RunRecovery(r);
+            }),
+            {"--out", "not a directory"});
+  fs::remove_all(out);
+}
+
+TEST(RecoverCommand, EmptyEvalTextIsRefused) {
   LIFELINE_REQUIRE_STORIES260K();
-  const auto file = WriteFile("lifeline_ablation.yaml",
-                              "base: {steps: 4, samples: 8, sample_len: 32, gen_batch: 8, batch: 4,"
-                              " warmup: 1, eval_limit: 4, threads: 1}\n"
-                              "runs:\n  - name: r2\n    rank: 2\n  - name: r4\n    rank: 4\n"
-                              "    lora_targets: [mlp.up_proj]\n");
-  const fs::path out = fs::temp_directory_path() / "lifeline_ablation_out";
-  fs::remove_all(out);
-  const nlohmann::json s = RunAblation(file, RecoverRecipe{}, out.string());
-  ASSERT_EQ(s.size(), 2u);
-  EXPECT_TRUE(fs::exists(out / "r2" / "recovery.json"));
-  EXPECT_TRUE(fs::exists(out / "r4" / "recovery.json"));
-  std::ifstream md(out / "ablation.md");
-  const std::string table((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
-  EXPECT_NE(table.find("| r4 | lora_targets=[mlp.up_proj] rank=4 |"), std::string::npos) << table;
-  nlohmann::json r4;
-  std::ifstream(out / "r4" / "recovery.json") >> r4;
-  EXPECT_EQ(r4["training"]["adapted_layers"].size(), 5u);
-  // Unknown keys in a run are rejected with the run's path.
-  const auto bad = WriteFile("lifeline_ablation_bad.yaml", "runs:\n  - name: x\n    rnak: 2\n");
-  const std::string msg = ErrorOf([&] { RunAblation(bad, RecoverRecipe{}, out.string()); });
-  EXPECT_NE(msg.find("runs[0]"), std::string::npos) << msg;
-  fs::remove_all(out);
+  for (const std::string& text : {std::string(""), std::string("\n  \n\t\n\n")}) {
+    RecoverRecipe r = Tiny("lifeline_recover_empty_eval");
+    r.eval_text = WriteFile("lifeline_empty_eval.txt", text).string();
+    ExpectHas(ErrorOf([&] { RunRecovery(r); }),
+              {"lifeline_empty_eval.txt", "eval_text", "no token to predict"});
+    EXPECT_FALSE(fs::exists(fs::path(r.out) / "recovery.json"));
+    fs::remove_all(r.out);
+  }
+}
+
+TEST(RecoverCommand, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  LIFELINE_REQUIRE_STORIES260K();
+  // A copy of stories260K with one NaN among the token embeddings (the
+  // first tensor after the 28-byte llama2.c header).
+  const fs::path bad = fs::temp_directory_path() / "lifeline_nan_model" / "stories260K.bin";
+  fs::create_directories(bad.parent_path());
+  fs::copy_file(Stories260kModelPath(), bad, fs::copy_options::overwrite_existing);
+  fs::copy_file(Stories260kTokenizerPath(), bad.parent_path() / "tok512.bin", fs::copy_options::overwrite_existing);
+  {
+    std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(28 + 4 * 100);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    f.write(reinterpret_cast<const char*>(&nan), 4);
+  }
+  RecoverRecipe r = Tiny("lifeline_recover_nan");
+  r.model = bad.string();
+  ExpectHas(ErrorOf([&] { RunRecovery(r); }),
+            {"stories260K.bin", "non-finite weights", "tensor 'model.embed_tokens.weight' (1 of 32768 values)"});
+  fs::remove_all(bad.parent_path());
+  fs::remove_all(r.out);
+}
+
+TEST(RecoverCommand, SampleLenBeyondTheModelContextIsRefused) {
+  LIFELINE_REQUIRE_STORIES260K();
+  RecoverRecipe r = Tiny("lifeline_recover_ctx");
+  r.sample_len = 4096;  // stories260K has a 512-token context
+  ExpectHas(ErrorOf([&] { RunRecovery(r); }), {"--sample-len", "4096 tokens exceed", "at most 512"});
+  fs::remove_all(r.out);
+}
+
+TEST(RecoverCommand, ResumeRefusesAChangedRecipe) {
+  LIFELINE_REQUIRE_STORIES260K();
+  RecoverRecipe r = Tiny("lifeline_recover_resume");
+  r.steps = 4;
+  r.checkpoint_every = 2;
+  RunRecovery(r);
+  ASSERT_TRUE(fs::exists(fs::path(r.out) / "recipe_fingerprint.json"));
+  RecoverRecipe changed = r;
+  changed.resume = true;
+  changed.bits = 3;
+  changed.seed = 7;
+  changed.threads = 2;  // where it runs is not part of the fingerprint
+  ExpectHas(ErrorOf([&] { RunRecovery(changed); }),
+            {"--resume", "the recipe changed", "bits (2 -> 3)", "seed (0 -> 7)"});
+  // The same recipe resumes (from the final checkpoint: no step left).
+  RecoverRecipe same = r;
+  same.resume = true;
+  const nlohmann::json j = RunRecovery(same);
+  EXPECT_EQ(j["training"]["start_step"], 4);
+  fs::remove_all(r.out);
 }
 
 }  // namespace

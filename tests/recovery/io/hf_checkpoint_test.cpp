@@ -108,133 +108,140 @@ std::string ErrorOf(const std::filesystem::path& dir) {
   return "";
 }
 
-TEST(HfCheckpoint, LoadsTinyLlamaAndQwen3) {
-  {
-    SCOPED_TRACE("HfCheckpoint.TinyLlamaUntiedSingleFile");
-    TempDir dir;
-    TinyConfig c{"llama"};
-    const auto w = TinyWeights(c);
-    WriteCheckpoint(dir.path(), c, w, false);
-    const HfCheckpoint ck = LoadHfCheckpoint(dir.path());
-    EXPECT_EQ(ck.arch.model_type, "llama");
-    EXPECT_EQ(ck.arch.hidden_size, 16);
-    EXPECT_EQ(ck.arch.num_key_value_heads, 2);
-    EXPECT_FALSE(ck.arch.tie_word_embeddings);
-    EXPECT_EQ(ck.tensors.size(), w.size());
-    ExpectSameAsFloat(ck, w);
-    EXPECT_EQ(ck.tensors.at("model.layers.1.self_attn.k_proj.weight").sizes(),
-              (std::vector<int64_t>{8, 16}));
-  }
-  {
-    SCOPED_TRACE("HfCheckpoint.TinyLlamaTiedSharded");
-    TempDir dir;
-    TinyConfig c{"llama"};
-    c.tied = true;
-    const auto w = TinyWeights(c);
-    WriteCheckpoint(dir.path(), c, w, true);
-    const HfCheckpoint ck = LoadHfCheckpoint(dir.path());
-    EXPECT_TRUE(ck.arch.tie_word_embeddings);
-    EXPECT_FALSE(ck.tensors.count("lm_head.weight"));
-    ExpectSameAsFloat(ck, w);
-  }
-  {
-    SCOPED_TRACE("HfCheckpoint.TinyQwen3TiedShardedWithQkNormAndHeadDim");
-    TempDir dir;
-    TinyConfig c{"qwen3"};
-    c.tied = true;
-    c.head_dim = 8;  // head_dim * heads (32) != hidden (16), as in real Qwen3 models
-    c.explicit_head_dim = true;
-    const auto w = TinyWeights(c);
-    WriteCheckpoint(dir.path(), c, w, true);
-    const HfCheckpoint ck = LoadHfCheckpoint(dir.path());
-    EXPECT_TRUE(ck.arch.qk_norm);
-    EXPECT_EQ(ck.arch.head_dim, 8);
-    ExpectSameAsFloat(ck, w);
-    EXPECT_EQ(ck.tensors.at("model.layers.0.self_attn.q_proj.weight").sizes(),
-              (std::vector<int64_t>{32, 16}));
-    EXPECT_EQ(ck.tensors.at("model.layers.1.self_attn.q_norm.weight").sizes(),
-              (std::vector<int64_t>{8}));
-  }
-  {
-    SCOPED_TRACE("HfCheckpoint.TinyQwen3UntiedSingleFile");
-    TempDir dir;
-    TinyConfig c{"qwen3"};
-    c.head_dim = 8;
-    c.explicit_head_dim = true;
-    const auto w = TinyWeights(c);
-    WriteCheckpoint(dir.path(), c, w, false);
-    const HfCheckpoint ck = LoadHfCheckpoint(dir.path());
-    ExpectSameAsFloat(ck, w);
-    EXPECT_TRUE(ck.tensors.count("lm_head.weight"));
-  }
+TEST(HfCheckpoint, TinyLlamaUntiedSingleFile) {
+  TempDir dir;
+  TinyConfig c{"llama"};
+  const auto w = TinyWeights(c);
+  WriteCheckpoint(dir.path(), c, w, false);
+  const HfCheckpoint ck = LoadHfCheckpoint(dir.path());
+  EXPECT_EQ(ck.arch.model_type, "llama");
+  EXPECT_EQ(ck.arch.hidden_size, 16);
+  EXPECT_EQ(ck.arch.num_key_value_heads, 2);
+  EXPECT_FALSE(ck.arch.tie_word_embeddings);
+  EXPECT_EQ(ck.tensors.size(), w.size());
+  ExpectSameAsFloat(ck, w);
+  EXPECT_EQ(ck.tensors.at("model.layers.1.self_attn.k_proj.weight").sizes(),
+            (std::vector<int64_t>{8, 16}));
 }
 
-TEST(HfCheckpoint, ErrorsNameTensorAndFile) {
-  {
-    SCOPED_TRACE("HfCheckpoint.MissingTensorIsNamed");
-    TempDir dir;
-    TinyConfig c{"qwen3"};
-    auto w = TinyWeights(c);
-    w.erase("model.layers.1.self_attn.k_norm.weight");
-    WriteCheckpoint(dir.path(), c, w, false);
-    const std::string msg = ErrorOf(dir.path());
-    EXPECT_NE(msg.find("model.layers.1.self_attn.k_norm.weight"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
-  }
-  {
-    SCOPED_TRACE("HfCheckpoint.UntiedWithoutLmHeadFails");
-    TempDir dir;
-    TinyConfig c{"llama"};
-    c.tied = true;
-    const auto w = TinyWeights(c);  // no lm_head.weight
-    c.tied = false;                 // but the config says untied
-    WriteCheckpoint(dir.path(), c, w, false);
-    EXPECT_NE(ErrorOf(dir.path()).find("'lm_head.weight' is missing"), std::string::npos);
-  }
-  {
-    SCOPED_TRACE("HfCheckpoint.WrongShapeIsNamedWithBothShapes");
-    TempDir dir;
-    TinyConfig c{"llama"};
-    auto w = TinyWeights(c);
-    w["model.layers.0.mlp.up_proj.weight"] = at::zeros({23, 16});
-    WriteCheckpoint(dir.path(), c, w, true);
-    const std::string msg = ErrorOf(dir.path());
-    EXPECT_NE(msg.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("[23, 16]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("[24, 16]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("model-00001-of-00002.safetensors"), std::string::npos) << msg;
-  }
-  {
-    SCOPED_TRACE("HfCheckpoint.IndexNamesTensorItsShardLacks");
-    TempDir dir;
-    TinyConfig c{"llama"};
-    const auto w = TinyWeights(c);
-    WriteCheckpoint(dir.path(), c, w, true);
-    auto index = nlohmann::json::parse(R"({"weight_map": {}})");
-    for (const auto& [name, t] : w) index["weight_map"][name] = "model-00001-of-00002.safetensors";
-    WriteFile(dir.path() / "model.safetensors.index.json", index.dump());
-    const std::string msg = ErrorOf(dir.path());
-    EXPECT_NE(msg.find("is missing, though"), std::string::npos) << msg;
-    index["weight_map"]["model.norm.weight"] = "../escape.safetensors";
-    WriteFile(dir.path() / "model.safetensors.index.json", index.dump());
-    EXPECT_NE(ErrorOf(dir.path()).find("must be a file name"), std::string::npos);
-  }
-  {
-    SCOPED_TRACE("HfCheckpoint.MissingFiles");
-    TempDir dir;
-    EXPECT_NE(ErrorOf(dir.path() / "nope").find("not a checkpoint directory"), std::string::npos);
-    EXPECT_NE(ErrorOf(dir.path()).find("config.json"), std::string::npos);
-    WriteFile(dir.path() / "config.json", ConfigJson(TinyConfig{"llama"}).dump());
-    EXPECT_NE(ErrorOf(dir.path()).find("no model.safetensors"), std::string::npos);
-    WriteFile(dir.path() / "model.safetensors", "garbage");
-    EXPECT_NE(ErrorOf(dir.path()).find("invalid safetensors file"), std::string::npos);
-    auto moe = ConfigJson(TinyConfig{"llama"});
-    moe["num_local_experts"] = 4;
-    moe["num_experts_per_tok"] = 2;
-    WriteFile(dir.path() / "config.json", moe.dump());
-    EXPECT_NE(ErrorOf(dir.path()).find("mixture-of-experts"), std::string::npos);
-  }
+TEST(HfCheckpoint, TinyLlamaTiedSharded) {
+  TempDir dir;
+  TinyConfig c{"llama"};
+  c.tied = true;
+  const auto w = TinyWeights(c);
+  WriteCheckpoint(dir.path(), c, w, true);
+  const HfCheckpoint ck = LoadHfCheckpoint(dir.path());
+  EXPECT_TRUE(ck.arch.tie_word_embeddings);
+  EXPECT_FALSE(ck.tensors.count("lm_head.weight"));
+  ExpectSameAsFloat(ck, w);
+}
+
+TEST(HfCheckpoint, TinyQwen3TiedShardedWithQkNormAndHeadDim) {
+  TempDir dir;
+  TinyConfig c{"qwen3"};
+  c.tied = true;
+  c.head_dim = 8;  // head_dim * heads (32) != hidden (16), as in real Qwen3 models
+  c.explicit_head_dim = true;
+  const auto w = TinyWeights(c);
+  WriteCheckpoint(dir.path(), c, w, true);
+  const HfCheckpoint ck = LoadHfCheckpoint(dir.path());
+  EXPECT_TRUE(ck.arch.qk_norm);
+  EXPECT_EQ(ck.arch.head_dim, 8);
+  ExpectSameAsFloat(ck, w);
+  EXPECT_EQ(ck.tensors.at("model.layers.0.self_attn.q_proj.weight").sizes(),
+            (std::vector<int64_t>{32, 16}));
+  EXPECT_EQ(ck.tensors.at("model.layers.1.self_attn.q_norm.weight").sizes(),
+            (std::vector<int64_t>{8}));
+}
+
+TEST(HfCheckpoint, TinyQwen3UntiedSingleFile) {
+  TempDir dir;
+  TinyConfig c{"qwen3"};
+  c.head_dim = 8;
+  c.explicit_head_dim = true;
+  const auto w = TinyWeights(c);
+  WriteCheckpoint(dir.path(), c, w, false);
+  const HfCheckpoint ck = LoadHfCheckpoint(dir.path());
+  ExpectSameAsFloat(ck, w);
+  EXPECT_TRUE(ck.tensors.count("lm_head.weight"));
+}
+
+TEST(HfCheckpoint, MissingTensorIsNamed) {
+  TempDir dir;
+  TinyConfig c{"qwen3"};
+  auto w = TinyWeights(c);
+  w.erase("model.layers.1.self_attn.k_norm.weight");
+  WriteCheckpoint(dir.path(), c, w, false);
+  const std::string msg = ErrorOf(dir.path());
+  EXPECT_NE(msg.find("model.layers.1.self_attn.k_norm.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
+}
+
+TEST(HfCheckpoint, UntiedWithoutLmHeadFails) {
+  TempDir dir;
+  TinyConfig c{"llama"};
+  c.tied = true;
+  const auto w = TinyWeights(c);  // no lm_head.weight
+  c.tied = false;                 // but the config says untied
+  WriteCheckpoint(dir.path(), c, w, false);
+  EXPECT_NE(ErrorOf(dir.path()).find("'lm_head.weight' is missing"), std::string::npos);
+}
+
+TEST(HfCheckpoint, WrongShapeIsNamedWithBothShapes) {
+  TempDir dir;
+  TinyConfig c{"llama"};
+  auto w = TinyWeights(c);
+  w["model.layers.0.mlp.up_proj.weight"] = at::zeros({23, 16});
+  WriteCheckpoint(dir.path(), c, w, true);
+  const std::string msg = ErrorOf(dir.path());
+  EXPECT_NE(msg.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[23, 16]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[24, 16]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("model-00001-of-00002.safetensors"), std::string::npos) << msg;
+}
+
+TEST(HfCheckpoint, IntegerWeightIsRefusedNamingTensorAndDtype) {
+  // An I32 weight used to load as numbers and give perplexity inf.
+  TempDir dir;
+  TinyConfig c{"llama"};
+  auto w = TinyWeights(c);
+  w["model.layers.0.mlp.up_proj.weight"] = at::ones({24, 16}, at::kInt);
+  WriteCheckpoint(dir.path(), c, w, false);
+  const std::string msg = ErrorOf(dir.path());
+  EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor 'model.layers.0.mlp.up_proj.weight' has dtype I32"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("floating point"), std::string::npos) << msg;
+}
+
+TEST(HfCheckpoint, IndexNamesTensorItsShardLacks) {
+  TempDir dir;
+  TinyConfig c{"llama"};
+  const auto w = TinyWeights(c);
+  WriteCheckpoint(dir.path(), c, w, true);
+  auto index = nlohmann::json::parse(R"({"weight_map": {}})");
+  for (const auto& [name, t] : w) index["weight_map"][name] = "model-00001-of-00002.safetensors";
+  WriteFile(dir.path() / "model.safetensors.index.json", index.dump());
+  const std::string msg = ErrorOf(dir.path());
+  EXPECT_NE(msg.find("is missing, though"), std::string::npos) << msg;
+  index["weight_map"]["model.norm.weight"] = "../escape.safetensors";
+  WriteFile(dir.path() / "model.safetensors.index.json", index.dump());
+  EXPECT_NE(ErrorOf(dir.path()).find("must be a file name"), std::string::npos);
+}
+
+TEST(HfCheckpoint, MissingFiles) {
+  TempDir dir;
+  EXPECT_NE(ErrorOf(dir.path() / "nope").find("not a checkpoint directory"), std::string::npos);
+  EXPECT_NE(ErrorOf(dir.path()).find("config.json"), std::string::npos);
+  WriteFile(dir.path() / "config.json", ConfigJson(TinyConfig{"llama"}).dump());
+  EXPECT_NE(ErrorOf(dir.path()).find("no model.safetensors"), std::string::npos);
+  WriteFile(dir.path() / "model.safetensors", "garbage");
+  EXPECT_NE(ErrorOf(dir.path()).find("invalid safetensors file"), std::string::npos);
+  auto moe = ConfigJson(TinyConfig{"llama"});
+  moe["num_local_experts"] = 4;
+  moe["num_experts_per_tok"] = 2;
+  WriteFile(dir.path() / "config.json", moe.dump());
+  EXPECT_NE(ErrorOf(dir.path()).find("mixture-of-experts"), std::string::npos);
 }
 
 }  // namespace
