@@ -3,21 +3,64 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <tuple>
+#include <vector>
 
 #include "common/error.hpp"
 
 namespace lifeline {
 
+namespace {
+
+// Rejects a mapping that names a key twice (yaml-cpp keeps both and a lookup
+// finds the first), at any depth. Each node is visited once, so aliases that
+// repeat a subtree many times cost nothing extra.
+void CheckDuplicateKeys(const YAML::Node& node, const std::string& source, const std::string& path,
+                        std::set<std::tuple<int, int, size_t>>& visited) {
+  if (!node.IsMap() && !node.IsSequence()) return;
+  const YAML::Mark mark = node.Mark();
+  if (!visited.insert({mark.pos, static_cast<int>(node.Type()), node.size()}).second) return;
+  if (node.IsSequence()) {
+    size_t i = 0;
+    for (const auto& item : node) {
+      CheckDuplicateKeys(item, source, path + "[" + std::to_string(i) + "]", visited);
+      ++i;
+    }
+    return;
+  }
+  std::map<std::string, YAML::Mark> seen;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (!it->first.IsScalar()) continue;
+    const std::string key = it->first.Scalar();
+    const std::string key_path = path.empty() ? key : path + "." + key;
+    const auto [first, inserted] = seen.emplace(key, it->first.Mark());
+    if (!inserted) {
+      throw MakeConfigError(Where(source, it->first), key_path,
+                            "duplicate key (first given at line " + std::to_string(first->second.line + 1) + ")",
+                            "each key once per mapping",
+                            "remove one of the two: YAML would silently use only one of them");
+    }
+    CheckDuplicateKeys(it->second, source, key_path, visited);
+  }
+}
+
+}  // namespace
+
 YAML::Node LoadYamlString(const std::string& text, const std::string& source) {
+  YAML::Node root;
   try {
-    return YAML::Load(text);
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     throw MakeConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
                               std::to_string(e.mark.column + 1),
                           "", "malformed YAML (" + e.msg + ")", "valid YAML",
                           "check indentation, colons and quotes near that position");
   }
+  std::set<std::tuple<int, int, size_t>> visited;
+  CheckDuplicateKeys(root, source, "", visited);
+  return root;
 }
 
 YAML::Node LoadYamlFile(const std::filesystem::path& path) {
@@ -35,6 +78,91 @@ YAML::Node LoadYamlFile(const std::filesystem::path& path) {
                           "see the README of the folder for the schema");
   }
   return root;
+}
+
+namespace {
+
+std::string LineColOfOffset(const std::string& text, size_t offset) {
+  size_t line = 1, col = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return std::to_string(line) + ":" + std::to_string(col);
+}
+
+// One open object or array while scanning JSON text for keys.
+struct JsonFrame {
+  bool object = false;
+  bool expect_key = false;             // objects: the next string is a key
+  size_t index = 0;                    // arrays: position of the current element
+  std::string key;                     // objects: the current key
+  std::map<std::string, size_t> keys;  // objects: key -> offset of its first occurrence
+};
+
+std::string JsonPath(const std::vector<JsonFrame>& stack) {
+  std::string p;
+  for (const auto& f : stack) {
+    if (!f.object) p += "[" + std::to_string(f.index) + "]";
+    else if (!f.key.empty()) p += (p.empty() ? "" : ".") + f.key;
+  }
+  return p;
+}
+
+}  // namespace
+
+nlohmann::json ParseJsonStrict(const std::string& text, const std::string& file,
+                               std::map<std::string, std::string>* top_level_key_where) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw MakeConfigError(file + ":" + LineColOfOffset(text, e.byte == 0 ? 0 : e.byte - 1), "", "malformed JSON",
+                          "valid JSON", e.what());
+  }
+  // The text is valid JSON: scan its tokens for object keys.
+  std::vector<JsonFrame> stack;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '{' || c == '[') {
+      JsonFrame f;
+      f.object = c == '{';
+      f.expect_key = f.object;
+      stack.push_back(std::move(f));
+    } else if (c == '}' || c == ']') {
+      if (!stack.empty()) stack.pop_back();
+    } else if (c == ',') {
+      if (!stack.empty()) {
+        if (stack.back().object) stack.back().expect_key = true;
+        else ++stack.back().index;
+      }
+    } else if (c == '"') {
+      size_t end = i + 1;
+      while (end < text.size() && text[end] != '"') end += text[end] == '\\' ? 2 : 1;
+      if (!stack.empty() && stack.back().object && stack.back().expect_key) {
+        JsonFrame& f = stack.back();
+        const std::string key = nlohmann::json::parse(text.substr(i, end + 1 - i)).get<std::string>();
+        f.key = key;
+        f.expect_key = false;
+        const auto [first, inserted] = f.keys.emplace(key, i);
+        if (!inserted) {
+          throw MakeConfigError(file + ":" + LineColOfOffset(text, i), JsonPath(stack),
+                                "duplicate key (first given at " + LineColOfOffset(text, first->second) + ")",
+                                "each key once per object",
+                                "remove one of the two: a JSON reader would silently use only one of them");
+        }
+        if (top_level_key_where && stack.size() == 1) {
+          (*top_level_key_where)[key] = file + ":" + LineColOfOffset(text, i);
+        }
+      }
+      i = end;
+    }
+  }
+  return j;
 }
 
 std::string Where(const std::string& file, const YAML::Node& node) {

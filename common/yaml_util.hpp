@@ -1,12 +1,15 @@
 #pragma once
-// Strict YAML reading: every error names file:line:col, the key path, what
-// was expected and a hint. Unknown keys are rejected with a "did you mean"
-// suggestion; there are no key synonyms.
+// Strict YAML (and JSON) reading: every error names file:line:col, the key
+// path, what was expected and a hint. Unknown keys are rejected with a "did
+// you mean" suggestion; there are no key synonyms; a key given twice in one
+// mapping is an error.
 
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -18,6 +21,13 @@ namespace lifeline {
 YAML::Node LoadYamlFile(const std::filesystem::path& path);
 // Parses YAML text; `source` names it in errors (e.g. "--set").
 YAML::Node LoadYamlString(const std::string& text, const std::string& source);
+
+// Parses JSON text strictly: malformed JSON and a key given twice in one
+// object (at any depth; nlohmann would keep the last) are ConfigErrors with
+// file:line:col and the key path. `top_level_key_where`, when given, receives
+// "file:line:col" of each key of the top-level object, for later messages.
+nlohmann::json ParseJsonStrict(const std::string& text, const std::string& file,
+                               std::map<std::string, std::string>* top_level_key_where = nullptr);
 
 // "file:line:col" of a node (1-based), or just "file" when it has no mark.
 std::string Where(const std::string& file, const YAML::Node& node);

@@ -50,7 +50,7 @@ void RunExplain(const ExplainOptions& o) {
   } else if (o.phase != "decode") {
     throw MakeConfigError("--phase", "phase", "unknown phase '" + o.phase + "'", "decode or prefill", "");
   }
-  if (o.context <= 0) throw MakeConfigError("--context", "context", "must be positive", "tokens >= 1", "");
+  CheckRunValue(o.context, kMaxContextTokens, "--context", "context", "tokens");
   const ModelGraph g = BuildModelGraph(arch, plan, b);
   const StepResult r = EvaluateStep(g, dev, o.context);
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -31,6 +32,7 @@ struct WhatifOptions {
   std::string html;
   size_t top = 12;
   bool quiet = false;
+  uint64_t max_points = whatif::kDefaultMaxSweepPoints;  // largest grid a sweep may write
 };
 
 // Buffered writer to stdout or a file (streams big sweeps). The file is
@@ -124,6 +126,19 @@ void RunWhatif(const WhatifOptions& o) {
   } else {
     whatif::SweepOptions so{o.baseline, o.ceiling};
     const uint64_t total = whatif::GridSize(axes);
+    if (total > o.max_points) {
+      const std::string count = total == std::numeric_limits<uint64_t>::max() ? "more than 1.8e19"
+                                                                             : fmt::format("{}", total);
+      throw MakeConfigError(fmt::format("--sweep {}", fmt::join(o.sweeps, " --sweep ")), "",
+                            fmt::format("the grid has {} points, beyond the limit of {} (--max-points)", count,
+                                        o.max_points),
+                            fmt::format("at most {} points", o.max_points),
+                            total == std::numeric_limits<uint64_t>::max()
+                                ? std::string("narrow the axes")
+                                : fmt::format("narrow the axes, or pass --max-points {} if you mean it (a CSV row "
+                                              "is about 100 bytes)",
+                                              total));
+    }
     const std::vector<std::string> cols = whatif::SweepColumns(axes, so);
     const bool streaming = o.format == "csv" || o.format == "json";
     if (!streaming && total > 5000) {
@@ -276,6 +291,9 @@ void AddWhatifCommand(CLI::App& app) {
       ->check(CLI::Range(size_t{1}, size_t{10000}))
       ->capture_default_str();
   sub->add_option("--html", o->html, "also write an HTML report with figures into this directory");
+  sub->add_option("--max-points", o->max_points, "largest sweep grid accepted (raise it for bigger grids)")
+      ->check(CLI::Range(uint64_t{1}, std::numeric_limits<uint64_t>::max()))
+      ->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "no progress line");
   sub->callback([o] { RunWhatif(*o); });
 }

@@ -1,6 +1,25 @@
 // Graph builders: one decoder-layer builder covering the dense (Llama, Qwen3)
 // and mixture-of-experts (GPT-OSS) families, plus embedding, final norm, LM
 // head and sampling.
+//
+// Operation counts per element (the constants below; roofline/README.md,
+// "Operation counts", lists them with the same reasoning):
+//   linear         2 per multiply-accumulate (2 m k n), plus, for the paper's
+//                  INTb formats, one dequantisation multiply-add (2) per weight
+//   RMSNorm        4: square, sum, scale by the reciprocal root, weight multiply
+//   RoPE           3: x cos + rotate(x) sin = 2 multiplies + 1 add
+//   attention      4 head_dim per (query, key) pair and head: q.k and p.v dot
+//                  products, a multiply and an add per element each; plus 5 for
+//                  the softmax of each score
+//   softmax        5: scale, subtract the row max, exp, sum, divide
+//   SwiGLU         5: SiLU(gate) = gate * sigmoid(gate), the sigmoid
+//                  1 / (1 + exp(-gate)) is 3 (exp, add, divide), times gate
+//                  and times up are 2 more
+//   router top-k   5 per expert logit: its softmax, counted as above
+//   MoE combine    2 per selected expert: weight multiply and accumulate
+//   residual add   1
+//   sampling       2 per vocabulary logit: the arg-max's compare and select
+//   expert unpack  1 per weight bit of the selected experts' low-bit weights
 
 #include <algorithm>
 #include <cmath>
@@ -16,7 +35,18 @@ namespace lifeline {
 namespace {
 
 constexpr double kActBytes = 2.0;    // BF16 activations
-constexpr double kTokenIdBytes = 4.0;
+constexpr double kTokenIdBytes = 4.0;  // int32 token ids
+
+// Operations per element (see the table at the top of the file).
+constexpr double kMultiplyAddOps = 2.0;        // one multiply-accumulate
+constexpr double kDequantOpsPerWeight = 2.0;   // multiply by the scale, add the zero point
+constexpr double kRmsNormOps = 4.0;            // square, sum, reciprocal-root scale, weight multiply
+constexpr double kRopeOps = 3.0;               // x cos + rotate(x) sin
+constexpr double kSoftmaxOps = 5.0;            // scale, subtract max, exp, sum, divide
+constexpr double kSwigluOps = 5.0;             // SiLU (exp, add, divide), times gate, times up
+constexpr double kCombineOpsPerExpert = 2.0;   // weight multiply and accumulate
+constexpr double kResidualAddOps = 1.0;        // one add
+constexpr double kSamplingOps = 2.0;           // arg-max: compare and select
 
 // A tensor produced by an op (or by nobody: a graph input read from memory).
 struct Tensor {
@@ -31,39 +61,50 @@ struct Tensor {
 class Builder {
  public:
   Builder(const ModelArch& arch, const QuantPlan& plan, const BuildOptions& o)
-      : a_(arch), plan_(plan), o_(o), hits_(plan.rules.size(), 0) {
+      : arch_(arch), plan_(plan), options_(o), hits_(plan.rules.size(), 0) {
     if (o.batch <= 0) throw MakeConfigError("--batch", "batch", "must be positive", "an integer >= 1", "");
     if (o.phase == Phase::kPrefill && o.prompt_tokens <= 0) {
       throw MakeConfigError("--prompt", "prompt_tokens", "must be positive for prefill", "an integer >= 1", "");
     }
-    hd_ = o.fidelity == Fidelity::kPaper ? a_.hidden_size / a_.num_attention_heads : a_.head_dim;
-    H_ = a_.num_attention_heads;
-    KV_ = a_.num_key_value_heads;
-    h_ = a_.hidden_size;
-    B_ = o.batch;
-    P_ = o.phase == Phase::kPrefill ? o.prompt_tokens : 1;
-    T_ = B_ * P_;
-    kvb_ = KvBytesPerElement(plan.kv_dtype);
+    CheckRunValue(o.batch, kMaxBatch, "--batch", "batch", "sequences");
+    if (o.phase == Phase::kPrefill) {
+      CheckRunValue(o.prompt_tokens, kMaxPromptTokens, "--prompt", "prompt_tokens", "tokens");
+      if (o.batch * o.prompt_tokens > kMaxTokensPerStep) {
+        throw MakeConfigError("--prompt", "prompt_tokens",
+                              "batch " + std::to_string(o.batch) + " x prompt " + std::to_string(o.prompt_tokens) +
+                                  " tokens is beyond the limit of " + std::to_string(kMaxTokensPerStep) +
+                                  " tokens per step",
+                              "batch x prompt <= " + std::to_string(kMaxTokensPerStep), "lower --batch or --prompt");
+      }
+    }
+    head_dim_ = o.fidelity == Fidelity::kPaper ? arch_.hidden_size / arch_.num_attention_heads : arch_.head_dim;
+    num_heads_ = arch_.num_attention_heads;
+    num_kv_heads_ = arch_.num_key_value_heads;
+    hidden_ = arch_.hidden_size;
+    batch_ = o.batch;
+    seq_tokens_ = o.phase == Phase::kPrefill ? o.prompt_tokens : 1;
+    tokens_ = batch_ * seq_tokens_;
+    kv_bytes_per_element_ = KvBytesPerElement(plan.kv_dtype);
   }
 
   ModelGraph Build() {
-    Tensor ids = Input("input_ids", static_cast<double>(T_) * kTokenIdBytes);
+    Tensor ids = Input("input_ids", static_cast<double>(tokens_) * kTokenIdBytes);
     Tensor h = Embedding(ids);
-    for (int64_t l = 0; l < a_.num_hidden_layers; ++l) h = Layer(static_cast<int>(l), h);
-    Tensor n = Norm("model.norm", -1, h, h_);
+    for (int64_t l = 0; l < arch_.num_hidden_layers; ++l) h = Layer(static_cast<int>(l), h);
+    Tensor n = Norm("model.norm", -1, h, hidden_);
     // Prefill computes logits for the last position of each sequence only.
     Tensor last = n;
-    last.bytes = static_cast<double>(B_ * h_) * kActBytes;
-    Tensor logits = Linear("lm_head", -1, last, B_, h_, a_.vocab_size, false);
+    last.bytes = static_cast<double>(batch_ * hidden_) * kActBytes;
+    Tensor logits = Linear("lm_head", -1, last, batch_, hidden_, arch_.vocab_size, false);
     Sampling(logits);
     CheckPlanUse();
     DeriveActivationTraffic();
     ModelGraph mg;
     mg.graph = std::move(g_);
-    mg.arch = a_;
-    mg.head_dim = hd_;
+    mg.arch = arch_;
+    mg.head_dim = head_dim_;
     mg.plan = plan_;
-    mg.options = o_;
+    mg.options = options_;
     std::vector<OpVertex> rev;
     boost::topological_sort(mg.graph, std::back_inserter(rev));
     mg.order.assign(rev.rbegin(), rev.rend());
@@ -105,10 +146,10 @@ class Builder {
   double PrefillPairs(int64_t cap) const {
     // sum over positions p = 1..P of min(p, cap)
     double s = 0;
-    const int64_t w = cap > 0 ? cap : P_;
-    const int64_t full = std::min(P_, w);
+    const int64_t w = cap > 0 ? cap : seq_tokens_;
+    const int64_t full = std::min(seq_tokens_, w);
     s = static_cast<double>(full) * static_cast<double>(full + 1) / 2.0;
-    if (P_ > w) s += static_cast<double>(P_ - w) * static_cast<double>(w);
+    if (seq_tokens_ > w) s += static_cast<double>(seq_tokens_ - w) * static_cast<double>(w);
     return s;
   }
 
@@ -142,10 +183,10 @@ class Builder {
     OpNode n;
     n.name = "model.embed_tokens";
     n.kind = OpKind::kEmbedding;
-    n.weight_bytes = static_cast<double>(T_ * h_) * kActBytes;  // one BF16 row per token
+    n.weight_bytes = static_cast<double>(tokens_ * hidden_) * kActBytes;  // one BF16 row per token
     n.format = "BF16 rows";
     OpVertex v = Add(n, {ids});
-    return Out(v, "model.embed_tokens.out", static_cast<double>(T_ * h_) * kActBytes);
+    return Out(v, "model.embed_tokens.out", static_cast<double>(tokens_ * hidden_) * kActBytes);
   }
 
   Tensor Norm(const std::string& name, int layer, const Tensor& x, int64_t width, int64_t heads = 0,
@@ -154,8 +195,8 @@ class Builder {
     n.name = name;
     n.kind = OpKind::kNorm;
     n.layer = layer;
-    const double elems = static_cast<double>(T_) * static_cast<double>(width) * (heads > 0 ? heads : 1);
-    n.flops = 4.0 * elems;
+    const double elems = static_cast<double>(tokens_) * static_cast<double>(width) * (heads > 0 ? heads : 1);
+    n.flops = kRmsNormOps * elems;
     n.weight_bytes = static_cast<double>(width) * kActBytes;
     n.fusion_group = group;
     if (heads > 0) {
@@ -182,7 +223,8 @@ class Builder {
     // weight; a ggml layout's dequantisation cost is its per-format linear
     // efficiency instead (what `lifeline probe` measures per format), so its
     // flops are the product's alone.
-    n.flops = 2.0 * static_cast<double>(m) * w + (f.Quantized() && !f.ggml ? 2.0 * w : 0.0);
+    n.flops = kMultiplyAddOps * static_cast<double>(m) * w +
+              (f.Quantized() && !f.ggml ? kDequantOpsPerWeight * w : 0.0);
     n.weight_bytes = f.Quantized() || f.ggml ? f.ValueBytes(w) : w * kActBytes;
     if (bias) n.weight_bytes += static_cast<double>(nout) * kActBytes;
     n.weight_meta_bytes = f.MetadataBytes(w);
@@ -207,23 +249,26 @@ class Builder {
 
   Tensor Attention(int layer, const Tensor& q, const Tensor& k_new, const Tensor& v_new) {
     const std::string p = "layers." + std::to_string(layer) + ".attn.";
-    const bool sliding = o_.fidelity == Fidelity::kExact &&
-                         a_.LayerAttention(layer) == AttentionKind::kSliding;
-    const int64_t cap = sliding ? a_.sliding_window : 0;
+    const bool sliding = options_.fidelity == Fidelity::kExact &&
+                         arch_.LayerAttention(layer) == AttentionKind::kSliding;
+    const int64_t cap = sliding ? arch_.sliding_window : 0;
     // KV append: the new tokens' K and V go to the cache.
     OpNode app;
     app.name = p + "kv_append";
     app.kind = OpKind::kKvAppend;
     app.layer = layer;
-    app.kv_write_bytes = static_cast<double>(T_ * 2 * KV_ * hd_) * kvb_;
+    app.kv_write_bytes = static_cast<double>(tokens_ * 2 * num_kv_heads_ * head_dim_) * kv_bytes_per_element_;
     OpVertex va = Add(app, {k_new, v_new});
     (void)va;
-    const double kv_per_token = static_cast<double>(B_ * 2 * KV_ * hd_) * kvb_;  // K+V of one position, all sequences
-    const double ops_per_pair = static_cast<double>(H_) * (4.0 * static_cast<double>(hd_) + 5.0);
-    const bool decode = o_.phase == Phase::kDecode;
-    const double pairs = decode ? 0.0 : static_cast<double>(B_) * PrefillPairs(cap);
-    const double out_bytes = static_cast<double>(T_ * H_ * hd_) * kActBytes;
-    if (o_.fusion == FusionMode::kPaper) {
+    const double kv_per_token = static_cast<double>(batch_ * 2 * num_kv_heads_ * head_dim_) * kv_bytes_per_element_;  // K+V of one position, all sequences
+    // Per (query, key) pair and head: the q.k and p.v dot products (a
+    // multiply-accumulate per element each) and the score's softmax.
+    const double ops_per_pair =
+        static_cast<double>(num_heads_) * (2.0 * kMultiplyAddOps * static_cast<double>(head_dim_) + kSoftmaxOps);
+    const bool decode = options_.phase == Phase::kDecode;
+    const double pairs = decode ? 0.0 : static_cast<double>(batch_) * PrefillPairs(cap);
+    const double out_bytes = static_cast<double>(tokens_ * num_heads_ * head_dim_) * kActBytes;
+    if (options_.fusion == FusionMode::kPaper) {
       OpNode n;
       n.name = p + "attention";
       n.kind = OpKind::kAttention;
@@ -232,17 +277,17 @@ class Builder {
       n.charge = Charge::kSum;
       n.context_cap = cap;
       if (decode) {
-        n.flops_per_ctx = static_cast<double>(B_) * ops_per_pair;
+        n.flops_per_ctx = static_cast<double>(batch_) * ops_per_pair;
         n.kv_read_bytes_per_ctx = kv_per_token;
       } else {
         n.flops = pairs * ops_per_pair;
-        n.kv_read_bytes = kv_per_token * static_cast<double>(P_);
+        n.kv_read_bytes = kv_per_token * static_cast<double>(seq_tokens_);
       }
       OpVertex v = Add(n, {q});
       return Out(v, p + "attention.out", out_bytes);
     }
     // Unfused: scores and probabilities go through memory.
-    const double score_elems_per_ctx = static_cast<double>(B_ * H_);
+    const double score_elems_per_ctx = static_cast<double>(batch_ * num_heads_);
     OpNode qk;
     qk.name = p + "qk_matmul";
     qk.kind = OpKind::kQkMatmul;
@@ -254,54 +299,54 @@ class Builder {
     sm.kind = OpKind::kSoftmax;
     pv.name = p + "pv_matmul";
     pv.kind = OpKind::kPvMatmul;
-    const double mm_ops = static_cast<double>(H_) * 2.0 * static_cast<double>(hd_);
-    const double sm_ops = static_cast<double>(H_) * 5.0;
+    const double mm_ops = static_cast<double>(num_heads_) * kMultiplyAddOps * static_cast<double>(head_dim_);
+    const double sm_ops = static_cast<double>(num_heads_) * kSoftmaxOps;
     if (decode) {
-      qk.flops_per_ctx = static_cast<double>(B_) * mm_ops;
+      qk.flops_per_ctx = static_cast<double>(batch_) * mm_ops;
       qk.kv_read_bytes_per_ctx = kv_per_token / 2;
-      sm.flops_per_ctx = static_cast<double>(B_) * sm_ops;
-      pv.flops_per_ctx = static_cast<double>(B_) * mm_ops;
+      sm.flops_per_ctx = static_cast<double>(batch_) * sm_ops;
+      pv.flops_per_ctx = static_cast<double>(batch_) * mm_ops;
       pv.kv_read_bytes_per_ctx = kv_per_token / 2;
     } else {
       qk.flops = pairs * mm_ops;
-      qk.kv_read_bytes = kv_per_token * static_cast<double>(P_) / 2;
+      qk.kv_read_bytes = kv_per_token * static_cast<double>(seq_tokens_) / 2;
       sm.flops = pairs * sm_ops;
       pv.flops = pairs * mm_ops;
-      pv.kv_read_bytes = kv_per_token * static_cast<double>(P_) / 2;
+      pv.kv_read_bytes = kv_per_token * static_cast<double>(seq_tokens_) / 2;
     }
     OpVertex vqk = Add(qk, {q});
     Tensor scores = decode ? Out(vqk, p + "scores", 0, score_elems_per_ctx * kActBytes)
-                           : Out(vqk, p + "scores", pairs * static_cast<double>(H_) * kActBytes);
+                           : Out(vqk, p + "scores", pairs * static_cast<double>(num_heads_) * kActBytes);
     OpVertex vsm = Add(sm, {scores});
     Tensor probs = decode ? Out(vsm, p + "probs", 0, score_elems_per_ctx * kActBytes)
-                          : Out(vsm, p + "probs", pairs * static_cast<double>(H_) * kActBytes);
+                          : Out(vsm, p + "probs", pairs * static_cast<double>(num_heads_) * kActBytes);
     OpVertex vpv = Add(pv, {probs});
     return Out(vpv, p + "pv_matmul.out", out_bytes);
   }
 
   Tensor Mlp(int layer, const Tensor& x) {
     const std::string p = "layers." + std::to_string(layer) + ".mlp.";
-    const int group = o_.fusion == FusionMode::kPaper ? next_group_++ : -1;
-    const int64_t i = a_.intermediate_size;
-    if (!a_.IsMoe()) {
-      Tensor gate = Linear(p + "gate_proj", layer, x, T_, h_, i, a_.mlp_bias, group);
-      Tensor up = Linear(p + "up_proj", layer, x, T_, h_, i, a_.mlp_bias, group);
+    const int group = options_.fusion == FusionMode::kPaper ? next_group_++ : -1;
+    const int64_t i = arch_.intermediate_size;
+    if (!arch_.IsMoe()) {
+      Tensor gate = Linear(p + "gate_proj", layer, x, tokens_, hidden_, i, arch_.mlp_bias, group);
+      Tensor up = Linear(p + "up_proj", layer, x, tokens_, hidden_, i, arch_.mlp_bias, group);
       Tensor act = Elementwise(p + "act_fn", OpKind::kActivation, layer, {gate, up},
-                               static_cast<double>(T_ * i), 5.0, group);
-      return Linear(p + "down_proj", layer, act, T_, i, h_, a_.mlp_bias, group);
+                               static_cast<double>(tokens_ * i), kSwigluOps, group);
+      return Linear(p + "down_proj", layer, act, tokens_, i, hidden_, arch_.mlp_bias, group);
     }
     // Mixture of experts: router, top-k, the selected experts, weighted combine.
-    const int64_t E = a_.num_local_experts, K = a_.num_experts_per_tok;
-    Tensor logits = Linear(p + "router", layer, x, T_, h_, E, true);
+    const int64_t E = arch_.num_local_experts, K = arch_.num_experts_per_tok;
+    Tensor logits = Linear(p + "router", layer, x, tokens_, hidden_, E, true);
     OpNode tk;
     tk.name = p + "router_topk";
     tk.kind = OpKind::kTopK;
     tk.layer = layer;
-    tk.flops = static_cast<double>(T_ * E) * 5.0;
+    tk.flops = static_cast<double>(tokens_ * E) * kSoftmaxOps;  // the router logits' softmax
     OpVertex vtk = Add(tk, {logits});
-    Tensor sel = Out(vtk, p + "router_topk.out", static_cast<double>(T_ * K) * (kTokenIdBytes + kActBytes));
+    Tensor sel = Out(vtk, p + "router_topk.out", static_cast<double>(tokens_ * K) * (kTokenIdBytes + kActBytes));
     // Distinct experts whose weights are read in one step.
-    const double tokens = static_cast<double>(T_);
+    const double tokens = static_cast<double>(tokens_);
     const double used = static_cast<double>(E) *
                         (1.0 - std::pow(1.0 - static_cast<double>(K) / static_cast<double>(E), tokens));
     auto expert = [&](const std::string& name, const Tensor& in, int64_t k, int64_t nout, bool unpack) {
@@ -310,13 +355,14 @@ class Builder {
       n.name = name;
       n.kind = OpKind::kLinear;
       n.layer = layer;
-      n.m = T_ * K;
+      n.m = tokens_ * K;
       n.k = k;
       n.n = nout;
       const double w = static_cast<double>(k * nout);
-      n.flops = 2.0 * static_cast<double>(T_ * K) * w + (f.Quantized() ? 2.0 * used * w : 0.0);
+      n.flops = kMultiplyAddOps * static_cast<double>(tokens_ * K) * w +
+                (f.Quantized() ? kDequantOpsPerWeight * used * w : 0.0);
       n.weight_bytes = used * ((f.Quantized() || f.ggml ? f.ValueBytes(w) : w * kActBytes) +
-                               (a_.mlp_bias ? static_cast<double>(nout) * kActBytes : 0.0));
+                               (arch_.mlp_bias ? static_cast<double>(nout) * kActBytes : 0.0));
       n.weight_meta_bytes = used * f.MetadataBytes(w);
       // Unpacking the selected experts' low-bit weights: one op per weight bit.
       if (unpack && f.Quantized()) {
@@ -327,56 +373,57 @@ class Builder {
       n.linear_format = LinearFormatOf(f);
       n.fusion_group = group;
       OpVertex v = Add(n, {in, sel});
-      return Out(v, name + ".out", static_cast<double>(T_ * K * nout) * kActBytes);
+      return Out(v, name + ".out", static_cast<double>(tokens_ * K * nout) * kActBytes);
     };
-    Tensor gate = expert(p + "experts.gate_proj", x, h_, i, false);
-    Tensor up = expert(p + "experts.up_proj", x, h_, i, false);
+    Tensor gate = expert(p + "experts.gate_proj", x, hidden_, i, false);
+    Tensor up = expert(p + "experts.up_proj", x, hidden_, i, false);
     Tensor act = Elementwise(p + "experts.act_fn", OpKind::kActivation, layer, {gate, up},
-                             static_cast<double>(T_ * K * i), 5.0, group);
-    Tensor down = expert(p + "experts.down_proj", act, i, h_, true);
+                             static_cast<double>(tokens_ * K * i), kSwigluOps, group);
+    Tensor down = expert(p + "experts.down_proj", act, i, hidden_, true);
     return Elementwise(p + "experts.combine", OpKind::kMoeCombine, layer, {down, sel},
-                       static_cast<double>(T_ * h_), 2.0 * static_cast<double>(K));
+                       static_cast<double>(tokens_ * hidden_), kCombineOpsPerExpert * static_cast<double>(K));
   }
 
   Tensor Layer(int l, const Tensor& h_in) {
     const std::string p = "layers." + std::to_string(l) + ".";
-    Tensor n1 = Norm(p + "input_layernorm", l, h_in, h_);
-    Tensor q = Linear(p + "attn.q_proj", l, n1, T_, h_, H_ * hd_, a_.attention_bias);
-    Tensor k = Linear(p + "attn.k_proj", l, n1, T_, h_, KV_ * hd_, a_.attention_bias);
-    Tensor v = Linear(p + "attn.v_proj", l, n1, T_, h_, KV_ * hd_, a_.attention_bias);
-    if (a_.qk_norm) {
-      q = Norm(p + "attn.q_norm", l, q, hd_, H_);
-      k = Norm(p + "attn.k_norm", l, k, hd_, KV_);
+    Tensor n1 = Norm(p + "input_layernorm", l, h_in, hidden_);
+    Tensor q = Linear(p + "attn.q_proj", l, n1, tokens_, hidden_, num_heads_ * head_dim_, arch_.attention_bias);
+    Tensor k = Linear(p + "attn.k_proj", l, n1, tokens_, hidden_, num_kv_heads_ * head_dim_, arch_.attention_bias);
+    Tensor v = Linear(p + "attn.v_proj", l, n1, tokens_, hidden_, num_kv_heads_ * head_dim_, arch_.attention_bias);
+    if (arch_.qk_norm) {
+      q = Norm(p + "attn.q_norm", l, q, head_dim_, num_heads_);
+      k = Norm(p + "attn.k_norm", l, k, head_dim_, num_kv_heads_);
     }
     // RoPE rotates q and k; reads the cos/sin rows of the current positions.
     OpNode r;
     r.name = p + "attn.rope";
     r.kind = OpKind::kRope;
     r.layer = l;
-    const double qk_elems = static_cast<double>(T_ * (H_ + KV_) * hd_);
-    r.flops = 3.0 * qk_elems;
-    r.weight_bytes = static_cast<double>(P_ * hd_) * kActBytes * 2;
+    const double qk_elems = static_cast<double>(tokens_ * (num_heads_ + num_kv_heads_) * head_dim_);
+    r.flops = kRopeOps * qk_elems;
+    r.weight_bytes = static_cast<double>(seq_tokens_ * head_dim_) * kActBytes * 2;
     OpVertex vr = Add(r, {q, k});
-    Tensor qr = Out(vr, p + "attn.q_rot", static_cast<double>(T_ * H_ * hd_) * kActBytes);
+    Tensor qr = Out(vr, p + "attn.q_rot", static_cast<double>(tokens_ * num_heads_ * head_dim_) * kActBytes);
     Tensor kr = qr;
-    kr.bytes = static_cast<double>(T_ * KV_ * hd_) * kActBytes;
+    kr.bytes = static_cast<double>(tokens_ * num_kv_heads_ * head_dim_) * kActBytes;
     kr.name = p + "attn.k_rot";
     kr.id = next_tensor_++;
     Tensor att = Attention(l, qr, kr, v);
-    Tensor o = Linear(p + "attn.o_proj", l, att, T_, H_ * hd_, h_, a_.attention_bias);
+    Tensor o = Linear(p + "attn.o_proj", l, att, tokens_, num_heads_ * head_dim_, hidden_, arch_.attention_bias);
     Tensor h1 = Elementwise(p + "attn.residual_add", OpKind::kResidualAdd, l, {h_in, o},
-                            static_cast<double>(T_ * h_), 1.0);
-    Tensor n2 = Norm(p + "post_attention_layernorm", l, h1, h_);
+                            static_cast<double>(tokens_ * hidden_), kResidualAddOps);
+    Tensor n2 = Norm(p + "post_attention_layernorm", l, h1, hidden_);
     Tensor d = Mlp(l, n2);
-    return Elementwise(p + "mlp.residual_add", OpKind::kResidualAdd, l, {h1, d}, static_cast<double>(T_ * h_), 1.0);
+    return Elementwise(p + "mlp.residual_add", OpKind::kResidualAdd, l, {h1, d}, static_cast<double>(tokens_ * hidden_),
+                       kResidualAddOps);
   }
 
   void Sampling(const Tensor& logits) {
     OpNode n;
     n.name = "sampling";
     n.kind = OpKind::kSampling;
-    n.flops = 2.0 * static_cast<double>(B_ * a_.vocab_size);
-    n.act_write_bytes = static_cast<double>(B_) * kTokenIdBytes;
+    n.flops = kSamplingOps * static_cast<double>(batch_ * arch_.vocab_size);
+    n.act_write_bytes = static_cast<double>(batch_) * kTokenIdBytes;
     Add(n, {logits});
   }
 
@@ -384,9 +431,9 @@ class Builder {
     for (size_t r = 0; r < plan_.rules.size(); ++r) {
       if (hits_[r] == 0) {
         throw MakeConfigError(plan_.rules[r].where, "pattern",
-                              "pattern '" + plan_.rules[r].pattern + "' matches no linear of " + a_.name,
+                              "pattern '" + plan_.rules[r].pattern + "' matches no linear of " + arch_.name,
                               "a glob over operator names such as '*.mlp.gate_proj', 'lm_head' or '*'",
-                              "list the operators with `lifeline explain --model " + a_.name + "`");
+                              "list the operators with `lifeline explain --model " + arch_.name + "`");
       }
     }
   }
@@ -413,19 +460,37 @@ class Builder {
     }
   }
 
-  const ModelArch& a_;
+  const ModelArch& arch_;
   const QuantPlan& plan_;
-  BuildOptions o_;
+  BuildOptions options_;
   OpGraph g_;
   std::vector<int> hits_;
   std::set<int> group_has_leader_;
   int next_tensor_ = 0;
   int next_group_ = 0;
-  int64_t hd_ = 0, H_ = 0, KV_ = 0, h_ = 0, B_ = 1, P_ = 1, T_ = 1;
-  double kvb_ = 2.0;
+  int64_t head_dim_ = 0;      // per-head dimension used (hidden / heads in paper fidelity)
+  int64_t num_heads_ = 0;     // query heads
+  int64_t num_kv_heads_ = 0;  // key/value heads
+  int64_t hidden_ = 0;        // hidden size (d_model)
+  int64_t batch_ = 1;         // sequences in the step
+  int64_t seq_tokens_ = 1;    // tokens of each sequence in the step: the prompt (prefill) or 1 (decode)
+  int64_t tokens_ = 1;        // batch_ x seq_tokens_
+  double kv_bytes_per_element_ = 2.0;  // of the KV cache's dtype
 };
 
 }  // namespace
+
+void CheckRunValue(int64_t value, int64_t limit, const std::string& where, const std::string& key,
+                   const std::string& unit) {
+  if (value < 1 || value > limit) {
+    throw MakeConfigError(where, key,
+                          value < 1 ? "must be positive, got " + std::to_string(value)
+                                    : std::to_string(value) + " is beyond the limit of " + std::to_string(limit) +
+                                          " " + unit,
+                          "1.." + std::to_string(limit) + " " + unit,
+                          "the limits (roofline/README.md, \"Size limits\") are far above any deployed model");
+  }
+}
 
 LinearFormat LinearFormatOf(const WeightFormat& f) {
   if (f.ggml) {

@@ -109,6 +109,19 @@ struct BuildOptions {
   int64_t prompt_tokens = 0;  // prefill length (Phase::kPrefill)
 };
 
+// Run limits, listed in roofline/README.md: far above any deployed context
+// (the longest, 10M tokens) or batch, and low enough that every count the
+// builder multiplies out stays exact in 64-bit integers.
+inline constexpr int64_t kMaxContextTokens = int64_t{1} << 24;  // 16777216, attended context
+inline constexpr int64_t kMaxPromptTokens = int64_t{1} << 24;   // 16777216, prefill length
+inline constexpr int64_t kMaxBatch = int64_t{1} << 16;          // 65536 sequences
+inline constexpr int64_t kMaxTokensPerStep = int64_t{1} << 32;  // batch x prompt tokens
+
+// Throws ConfigError at `where` (a flag, or file:line) for `key` unless
+// 1 <= value <= limit; the message states the limit in `unit`.
+void CheckRunValue(int64_t value, int64_t limit, const std::string& where, const std::string& key,
+                   const std::string& unit);
+
 // A built graph with what it was built from.
 struct ModelGraph {
   OpGraph graph;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -11,6 +12,9 @@
 
 namespace lifeline {
 namespace {
+
+// ValidateModelArch with the position of each key: `where(key)`.
+void ValidateModelArchAt(const ModelArch& a, const std::function<std::string(const std::string&)>& where);
 
 AttentionKind ParseLayerType(const std::string& s, const std::string& where, const std::string& key) {
   if (s == "full_attention") return AttentionKind::kFull;
@@ -46,11 +50,18 @@ ModelArch FromYamlNode(const YAML::Node& root, const std::string& file, const st
   a.num_local_experts = m.OptionalInteger("num_local_experts").value_or(0);
   a.num_experts_per_tok = m.OptionalInteger("num_experts_per_tok").value_or(0);
   a.sliding_window = m.OptionalInteger("sliding_window").value_or(0);
+  CheckModelLimits(a, [&](const std::string& key) { return m.WhereKey(key); });
   if (m.Has("layer_types")) {
     YAML::Node lt = m.Node("layer_types");
     if (!lt.IsSequence()) {
       throw MakeConfigError(Where(file, lt), "layer_types", "is not a list",
                             "a list with one 'full_attention' or 'sliding_attention' per layer", "");
+    }
+    if (static_cast<int64_t>(lt.size()) != a.num_hidden_layers) {
+      throw MakeConfigError(Where(file, lt), "layer_types",
+                            "has " + std::to_string(lt.size()) + " entries for " +
+                                std::to_string(a.num_hidden_layers) + " layers",
+                            "one entry per layer", "");
     }
     for (const auto& item : lt) {
       a.layer_types.push_back(ParseLayerType(item.as<std::string>(), Where(file, item), "layer_types"));
@@ -59,21 +70,8 @@ ModelArch FromYamlNode(const YAML::Node& root, const std::string& file, const st
   m.Finish();
   if (a.head_dim == 0) a.head_dim = a.hidden_size / a.num_attention_heads;
   a.qk_norm = (a.model_type == "qwen3");
-  ValidateModelArch(a, file);
+  ValidateModelArchAt(a, [&](const std::string& key) { return m.WhereKey(key); });
   return a;
-}
-
-std::string LineColOfOffset(const std::string& text, size_t offset) {
-  size_t line = 1, col = 1;
-  for (size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return std::to_string(line) + ":" + std::to_string(col);
 }
 
 ModelArch FromJson(const std::filesystem::path& path) {
@@ -83,14 +81,18 @@ ModelArch FromJson(const std::filesystem::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string text = ss.str();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw MakeConfigError(file + ":" + LineColOfOffset(text, e.byte == 0 ? 0 : e.byte - 1), "",
-                          "malformed JSON", "a Hugging Face config.json", e.what());
-  }
+  std::map<std::string, std::string> key_where;  // top-level key -> file:line:col
+  const nlohmann::json j = ParseJsonStrict(text, file, &key_where);
   if (!j.is_object()) throw MakeConfigError(file, "", "not a JSON object", "a Hugging Face config.json", "");
+  auto where = [&](const std::string& key) {
+    // HF spells some keys differently per family; point at the one present.
+    for (const std::string& k : {key, key == "num_local_experts" ? std::string("num_experts")
+                                      : key == "num_experts_per_tok" ? std::string("experts_per_token")
+                                                                     : std::string()}) {
+      if (key_where.count(k)) return key_where.at(k);
+    }
+    return file;
+  };
   auto get_int = [&](const char* key, bool required, int64_t fallback) -> int64_t {
     if (!j.contains(key) || j[key].is_null()) {
       if (required) {
@@ -100,18 +102,18 @@ ModelArch FromJson(const std::filesystem::path& path) {
       return fallback;
     }
     if (!j[key].is_number_integer()) {
-      throw MakeConfigError(file, key, "is not an integer (" + j[key].dump() + ")", "an integer", "");
+      throw MakeConfigError(where(key), key, "is not an integer (" + j[key].dump() + ")", "an integer", "");
     }
     return j[key].get<int64_t>();
   };
   auto get_bool = [&](const char* key, bool fallback) {
     if (!j.contains(key) || j[key].is_null()) return fallback;
-    if (!j[key].is_boolean()) throw MakeConfigError(file, key, "is not a boolean", "true or false", "");
+    if (!j[key].is_boolean()) throw MakeConfigError(where(key), key, "is not a boolean", "true or false", "");
     return j[key].get<bool>();
   };
   auto get_num = [&](const char* key, double fallback) {
     if (!j.contains(key) || j[key].is_null()) return fallback;
-    if (!j[key].is_number()) throw MakeConfigError(file, key, "is not a number", "a number", "");
+    if (!j[key].is_number()) throw MakeConfigError(where(key), key, "is not a number", "a number", "");
     return j[key].get<double>();
   };
   ModelArch a;
@@ -135,9 +137,20 @@ ModelArch FromJson(const std::filesystem::path& path) {
   a.num_local_experts = get_int("num_local_experts", false, get_int("num_experts", false, 0));
   a.num_experts_per_tok = get_int("num_experts_per_tok", false, get_int("experts_per_token", false, 0));
   a.sliding_window = get_int("sliding_window", false, 0);
+  CheckModelLimits(a, where);
   if (j.contains("layer_types") && j["layer_types"].is_array()) {
+    if (static_cast<int64_t>(j["layer_types"].size()) != a.num_hidden_layers) {
+      throw MakeConfigError(where("layer_types"), "layer_types",
+                            "has " + std::to_string(j["layer_types"].size()) + " entries for " +
+                                std::to_string(a.num_hidden_layers) + " layers",
+                            "one entry per layer", "");
+    }
     for (const auto& t : j["layer_types"]) {
-      a.layer_types.push_back(ParseLayerType(t.get<std::string>(), file, "layer_types"));
+      if (!t.is_string()) {
+        throw MakeConfigError(where("layer_types"), "layer_types", "an entry is not a string (" + t.dump() + ")",
+                              "'full_attention' or 'sliding_attention'", "");
+      }
+      a.layer_types.push_back(ParseLayerType(t.get<std::string>(), where("layer_types"), "layer_types"));
     }
   }
   // Models such as Qwen2 carry sliding_window with use_sliding_window=false.
@@ -147,7 +160,7 @@ ModelArch FromJson(const std::filesystem::path& path) {
   }
   if (a.head_dim == 0 && a.num_attention_heads > 0) a.head_dim = a.hidden_size / a.num_attention_heads;
   a.qk_norm = (a.model_type == "qwen3" || a.model_type == "qwen3_moe");
-  ValidateModelArch(a, file);
+  ValidateModelArchAt(a, where);
   return a;
 }
 
@@ -157,9 +170,35 @@ ModelArch ParseModelArch(const YAML::Node& root, const std::string& file, const 
   return FromYamlNode(root, file, default_name);
 }
 
-void ValidateModelArch(const ModelArch& a, const std::string& where) {
+void CheckModelLimits(const ModelArch& a, const std::function<std::string(const std::string&)>& where_of) {
+  auto cap = [&](int64_t v, const char* key, int64_t limit, const char* unit) {
+    if (v > limit) {
+      throw MakeConfigError(where_of(key), key,
+                            std::to_string(v) + " is beyond the limit of " + std::to_string(limit) + unit,
+                            "at most " + std::to_string(limit),
+                            "the limits (roofline/README.md, \"Size limits\") are above every published model; a "
+                            "larger value is most likely a typo");
+    }
+  };
+  cap(a.num_hidden_layers, "num_hidden_layers", kMaxHiddenLayers, " layers");
+  cap(a.hidden_size, "hidden_size", kMaxHiddenSize, "");
+  cap(a.intermediate_size, "intermediate_size", kMaxIntermediateSize, "");
+  cap(a.num_attention_heads, "num_attention_heads", kMaxAttentionHeads, " heads");
+  cap(a.num_key_value_heads, "num_key_value_heads", kMaxAttentionHeads, " heads");
+  cap(a.head_dim, "head_dim", kMaxHeadDim, "");
+  cap(a.vocab_size, "vocab_size", kMaxVocabSize, " tokens");
+  cap(a.num_local_experts, "num_local_experts", kMaxLocalExperts, " experts");
+  cap(a.num_experts_per_tok, "num_experts_per_tok", kMaxLocalExperts, " experts");
+  cap(a.sliding_window, "sliding_window", kMaxSlidingWindow, " tokens");
+}
+
+namespace {
+
+void ValidateModelArchAt(const ModelArch& a, const std::function<std::string(const std::string&)>& where) {
   auto need_pos = [&](int64_t v, const char* key) {
-    if (v <= 0) throw MakeConfigError(where, key, "must be positive, got " + std::to_string(v), "an integer > 0", "");
+    if (v <= 0) {
+      throw MakeConfigError(where(key), key, "must be positive, got " + std::to_string(v), "an integer > 0", "");
+    }
   };
   need_pos(a.hidden_size, "hidden_size");
   need_pos(a.intermediate_size, "intermediate_size");
@@ -168,35 +207,43 @@ void ValidateModelArch(const ModelArch& a, const std::string& where) {
   need_pos(a.num_key_value_heads, "num_key_value_heads");
   need_pos(a.head_dim, "head_dim");
   need_pos(a.vocab_size, "vocab_size");
+  CheckModelLimits(a, where);
   if (a.num_attention_heads % a.num_key_value_heads != 0) {
-    throw MakeConfigError(where, "num_key_value_heads",
+    throw MakeConfigError(where("num_key_value_heads"), "num_key_value_heads",
                           std::to_string(a.num_attention_heads) + " attention heads are not divisible by " +
                               std::to_string(a.num_key_value_heads) + " KV heads",
                           "a divisor of num_attention_heads",
                           "grouped-query attention shares each KV head among an equal number of query heads");
   }
   if (a.num_local_experts < 0 || a.num_experts_per_tok < 0) {
-    throw MakeConfigError(where, "num_local_experts", "negative expert count", "integers >= 0", "");
+    throw MakeConfigError(where("num_local_experts"), "num_local_experts", "negative expert count", "integers >= 0",
+                          "");
   }
   if (a.num_local_experts > 0 &&
       (a.num_experts_per_tok <= 0 || a.num_experts_per_tok > a.num_local_experts)) {
-    throw MakeConfigError(where, "num_experts_per_tok",
+    throw MakeConfigError(where("num_experts_per_tok"), "num_experts_per_tok",
                           "got " + std::to_string(a.num_experts_per_tok) + " with " +
                               std::to_string(a.num_local_experts) + " experts",
                           "1 <= num_experts_per_tok <= num_local_experts", "");
   }
   if (!a.layer_types.empty() && static_cast<int64_t>(a.layer_types.size()) != a.num_hidden_layers) {
-    throw MakeConfigError(where, "layer_types",
+    throw MakeConfigError(where("layer_types"), "layer_types",
                           "has " + std::to_string(a.layer_types.size()) + " entries for " +
                               std::to_string(a.num_hidden_layers) + " layers",
                           "one entry per layer", "");
   }
   for (auto t : a.layer_types) {
     if (t == AttentionKind::kSliding && a.sliding_window <= 0) {
-      throw MakeConfigError(where, "sliding_window", "sliding_attention layers without a window",
+      throw MakeConfigError(where("sliding_window"), "sliding_window", "sliding_attention layers without a window",
                             "sliding_window > 0", "");
     }
   }
+}
+
+}  // namespace
+
+void ValidateModelArch(const ModelArch& a, const std::string& where) {
+  ValidateModelArchAt(a, [&](const std::string&) { return where; });
 }
 
 int64_t ModelArch::ParameterCount() const {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,23 @@ struct ModelArch {
   int64_t ParameterCount() const;
 };
 
+// Size limits. Each is well above every published model (the largest have
+// ~126 layers, hidden 25600, 262k vocabulary, 384 experts) and low enough that
+// a typo cannot make lifeline build a graph of gigabytes; roofline/README.md
+// lists them. Values beyond a limit are ConfigErrors naming the key.
+inline constexpr int64_t kMaxHiddenLayers = 1024;
+inline constexpr int64_t kMaxHiddenSize = 65536;
+inline constexpr int64_t kMaxIntermediateSize = 262144;
+inline constexpr int64_t kMaxAttentionHeads = 1024;  // query and KV heads
+inline constexpr int64_t kMaxHeadDim = 1024;
+inline constexpr int64_t kMaxVocabSize = int64_t{1} << 22;  // 4194304
+inline constexpr int64_t kMaxLocalExperts = 4096;
+inline constexpr int64_t kMaxSlidingWindow = int64_t{1} << 24;  // the context limit
+
+// Throws ConfigError when a size of `arch` is beyond its limit; `where_of(key)`
+// names the position of a key in the source.
+void CheckModelLimits(const ModelArch& arch, const std::function<std::string(const std::string&)>& where_of);
+
 // Loads a model_zoo YAML (strict: unknown keys rejected) or a Hugging Face
 // config.json (lenient on keys HF adds that lifeline does not need).
 // Throws ConfigError with file:line:col, key, expectation and hint.
@@ -71,7 +89,8 @@ ModelArch ParseModelArch(const YAML::Node& root, const std::string& file, const 
 ModelArch ResolveModelArch(const std::string& name_or_path,
                            const std::filesystem::path& zoo_dir = {});
 
-// Checks invariants (positive sizes, heads divisible by KV heads, ...).
+// Checks invariants (positive sizes within the limits, heads divisible by KV
+// heads, ...).
 // `where` names the source for the error message.
 void ValidateModelArch(const ModelArch& arch, const std::string& where);
 

@@ -27,7 +27,11 @@ using internal::Elastic;
 
 uint64_t GridSize(const std::vector<SweepAxis>& axes) {
   uint64_t n = 1;
-  for (const auto& a : axes) n *= a.values.size();
+  for (const auto& a : axes) {
+    const uint64_t k = a.values.size();
+    if (k != 0 && n > std::numeric_limits<uint64_t>::max() / k) return std::numeric_limits<uint64_t>::max();
+    n *= k;
+  }
   return n;
 }
 

@@ -294,7 +294,13 @@ SweepAxis ParseSweepArg(const std::string& text) {
                             fmt::format("write {}:{}:{}", Trim(colon[0]), Trim(colon[1]), FormatValue(-s)));
     }
     const double n = std::floor((b - a) / s + 1e-9) + 1;
-    if (n > 1e8) throw MakeConfigError(o.arg, o.key, fmt::format("{:.0f} values", n), "at most 100,000,000 values per axis", "");
+    if (n > static_cast<double>(kMaxSweepAxisValues)) {
+      throw MakeConfigError(o.arg, o.key,
+                            fmt::format("the range has {:.0f} values, beyond the limit of {} values per axis", n,
+                                        kMaxSweepAxisValues),
+                            fmt::format("at most {} values per axis", kMaxSweepAxisValues),
+                            "use a larger step or a narrower range");
+    }
     for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
       double v = a + static_cast<double>(i) * s;
       if (std::fabs(v) < 1e-12 * std::fabs(s)) v = 0;
@@ -314,10 +320,9 @@ SweepAxis ParseSweepArg(const std::string& text) {
 // ----- Scenario --------------------------------------------------------------
 
 Scenario::Scenario(const RunSpec& run) : run_(run) {
-  for (const auto& [opt, v] : {std::pair<const char*, int64_t>{"--context", run.context}, {"--prompt", run.prompt},
-                               {"--batch", run.batch}}) {
-    if (v < 1) throw MakeConfigError(opt, opt + 2, "must be positive, got " + std::to_string(v), "an integer >= 1", "");
-  }
+  CheckRunValue(run.context, kMaxContextTokens, "--context", "context", "tokens");
+  CheckRunValue(run.prompt, kMaxPromptTokens, "--prompt", "prompt", "tokens");
+  CheckRunValue(run.batch, kMaxBatch, "--batch", "batch", "sequences");
   // Device: the YAML node of the file ResolveDeviceSpec would load.
   const DeviceSpec base = ResolveDeviceSpec(run.device);  // validates the name, did-you-mean
   std::filesystem::path dp(run.device);
@@ -376,9 +381,16 @@ Setting Scenario::ResolveUnchecked(const std::vector<Override>& overrides, const
           break;
         }
         case Scope::kRun:
-          if (o.key == "context") run.context = ParsePositiveInt(o.value, o.key, o.arg);
-          else if (o.key == "prompt") run.prompt = ParsePositiveInt(o.value, o.key, o.arg);
-          else if (o.key == "batch") run.batch = ParsePositiveInt(o.value, o.key, o.arg);
+          if (o.key == "context") {
+            run.context = ParsePositiveInt(o.value, o.key, o.arg);
+            CheckRunValue(run.context, kMaxContextTokens, o.arg, o.key, "tokens");
+          } else if (o.key == "prompt") {
+            run.prompt = ParsePositiveInt(o.value, o.key, o.arg);
+            CheckRunValue(run.prompt, kMaxPromptTokens, o.arg, o.key, "tokens");
+          } else if (o.key == "batch") {
+            run.batch = ParsePositiveInt(o.value, o.key, o.arg);
+            CheckRunValue(run.batch, kMaxBatch, o.arg, o.key, "sequences");
+          }
           else if (o.key == "fusion") run.fusion = o.value;
           else if (o.key == "fidelity") run.fidelity = o.value;
           if (o.key != "context") graph_inputs_changed = true;
@@ -404,7 +416,7 @@ Setting Scenario::ResolveUnchecked(const std::vector<Override>& overrides, const
     if (graph_inputs_changed) (void)BuildModelGraph(s.arch, s.plan, s.decode);  // plan rules vs model
     return s;
   } catch (const ConfigError& e) {
-    if (args.empty()) throw;
+    if (args.empty() || std::string(e.what()).rfind(args, 0) == 0) throw;  // already names the arguments
     throw ConfigError(args + ": " + e.what());
   }
 }

@@ -178,8 +178,16 @@ struct SweepMetrics {
   // when the baseline and ceiling plans are the same.
 };
 
-// Number of grid points (product of axis sizes).
+// Number of grid points (product of axis sizes); UINT64_MAX when the product
+// does not fit.
 uint64_t GridSize(const std::vector<SweepAxis>& axes);
+
+// Sweep limits (roofline/README.md): a start:stop:step axis expands to at most
+// kMaxSweepAxisValues values; a grid beyond kDefaultMaxSweepPoints points is
+// refused unless the user raises the limit (`whatif --max-points`): its CSV
+// would take gigabytes.
+inline constexpr uint64_t kMaxSweepAxisValues = 10'000'000;
+inline constexpr uint64_t kDefaultMaxSweepPoints = 10'000'000;
 
 // Column names of a sweep row: one per axis key, then the metrics.
 std::vector<std::string> SweepColumns(const std::vector<SweepAxis>& axes, const SweepOptions& o);

@@ -8,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "common/paths.hpp"
+#include "common/yaml_util.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "roofline/spec/quant_plan.hpp"
@@ -91,6 +92,53 @@ TEST(ModelZoo, MalformedJsonNamesLineAndColumn) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find(f.string() + ":3:"), std::string::npos) << e.what();
   }
+}
+
+TEST(StrictYaml, DuplicateKeysAreRejectedAtAnyDepth) {
+  auto error_of = [](const std::string& text) {
+    try {
+      LoadYamlString(text, "t.yaml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error_of("a: 1\nb: 2\n"), "");
+  EXPECT_NE(error_of("a: 1\nb: 2\na: 3\n").find("t.yaml:3:1: key 'a': duplicate key (first given at line 1)"),
+            std::string::npos);
+  EXPECT_NE(error_of("a:\n  b: [{c: 1, c: 2}]\n").find("key 'a.b[0].c': duplicate key"), std::string::npos);
+  EXPECT_NE(error_of("x: {p: 1, \"p\": 2}\n").find("key 'x.p'"), std::string::npos);
+  // Aliases repeat a subtree without copying it: checking it once keeps a
+  // "billion laughs" document as cheap as its text.
+  std::string bomb = "l0: &l0 [a, a]\n";
+  for (int i = 1; i < 40; ++i) {
+    bomb += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [*l" + std::to_string(i - 1) + ", *l" +
+            std::to_string(i - 1) + "]\n";
+  }
+  EXPECT_EQ(error_of(bomb), "");
+}
+
+TEST(StrictJson, DuplicateKeysAreRejectedWithTheirPosition) {
+  auto error_of = [](const std::string& text) {
+    try {
+      ParseJsonStrict(text, "c.json");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error_of(R"({"a": 1, "b": {"a": 2}, "c": [{"a": 1}, {"a": 2}]})"), "");
+  EXPECT_NE(error_of("{\"a\": 1,\n \"a\": 2}").find("c.json:2:2: key 'a': duplicate key (first given at 1:2)"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"x": [{"k": 1}, {"k": 1, "k": 2}]})").find("key 'x[1].k'"), std::string::npos);
+  // The same key spelled with an escape is the same key.
+  EXPECT_NE(error_of(R"({"ab": 1, "a\u0062": 2})").find("duplicate key"), std::string::npos);
+  // Strings holding braces, quotes and commas are not keys.
+  EXPECT_EQ(error_of(R"({"a": "{\"a\": 1, \"a\": 2}", "b": "x,y"})"), "");
+  std::map<std::string, std::string> where;
+  ParseJsonStrict("{\n  \"hidden_size\": 1,\n  \"n\": {\"hidden_size\": 2}\n}", "c.json", &where);
+  EXPECT_EQ(where.at("hidden_size"), "c.json:2:3");
+  EXPECT_EQ(where.size(), 2u);
 }
 
 TEST(ModelZoo, UnknownZooNameSuggestsClosest) {

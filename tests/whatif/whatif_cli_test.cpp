@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <vector>
 
 #include "tests/whatif/test_util.hpp"
 
@@ -42,6 +44,43 @@ TEST(WhatifCli, BadArgumentsExitWithAConfigError) {
     EXPECT_NE(r.output.find("error: "), std::string::npos) << c.args << "\n" << r.output;
     EXPECT_NE(r.output.find(c.fragment), std::string::npos) << c.args << "\n" << r.output;
   }
+}
+
+TEST(WhatifCli, SizesBeyondTheLimitsAreRefusedWithTheLimit) {
+  struct Case {
+    const char* args;
+    std::vector<const char*> fragments;
+  } cases[] = {
+      {"--set model.num_hidden_layers=1000000",
+       {"--set model.num_hidden_layers=1000000", "key 'num_hidden_layers'", "beyond the limit of 1024 layers"}},
+      {"--set model.vocab_size=1000000000", {"key 'vocab_size'", "beyond the limit of 4194304"}},
+      {"--context 9223372036854775807", {"--context", "beyond the limit of 16777216 tokens"}},
+      {"--set context=100000000", {"--set context=100000000", "beyond the limit of 16777216 tokens"}},
+      {"--prompt 100000000", {"--prompt", "beyond the limit of 16777216 tokens"}},
+      {"--batch 1000000", {"--batch", "beyond the limit of 65536 sequences"}},
+      {"--sweep memory_bandwidth_gb_per_s=1:100000:1 --sweep int8_tops=1:100000:1 --format csv",
+       {"the grid has 10000000000 points, beyond the limit of 10000000 (--max-points)", "--max-points 10000000000"}},
+      {"--sweep memory_bandwidth_gb_per_s=1:1000000000:1 --format csv",
+       {"1000000000 values, beyond the limit of 10000000 values per axis"}},
+  };
+  for (const auto& c : cases) {
+    const auto r = Exec(std::string("whatif ") + c.args + " --out /dev/null");
+    EXPECT_EQ(r.status, 2) << c.args << "\n" << r.output;
+    for (const char* f : c.fragments) {
+      EXPECT_NE(r.output.find(f), std::string::npos) << c.args << ": " << f << "\n" << r.output;
+    }
+  }
+}
+
+TEST(WhatifCli, MaxPointsRaisesTheGridLimit) {
+  const std::string sweep =
+      "whatif --sweep memory_bandwidth_gb_per_s=50:150:50 --sweep context=1024,4096 --format csv ";
+  const auto refused = Exec(sweep + "--max-points 5");
+  EXPECT_EQ(refused.status, 2) << refused.output;
+  EXPECT_NE(refused.output.find("the grid has 6 points, beyond the limit of 5"), std::string::npos) << refused.output;
+  const auto accepted = Exec(sweep + "--max-points 6", false);
+  ASSERT_EQ(accepted.status, 0) << accepted.output;
+  EXPECT_EQ(std::count(accepted.output.begin(), accepted.output.end(), '\n'), 7);  // header + 6 rows
 }
 
 TEST(WhatifCli, SweepStreamsCsvAndJson) {
