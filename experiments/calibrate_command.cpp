@@ -27,6 +27,20 @@ struct CalibrateOptions {
   std::vector<std::string> fit;
 };
 
+std::string ConvergedText(const CalibrationResult& fit) {
+  if (!fit.problem.empty()) return "no (" + fit.problem + ")";
+  return fit.converged ? "yes" : "no (the iteration limit was reached)";
+}
+
+// A fit whose predictions collapsed or whose residual is large ends the
+// command with an error (after its tables), and its device is not written.
+void RefuseUnusableFit(const CalibrationResult& fit, const std::string& write) {
+  if (fit.problem.empty()) return;
+  throw Error("calibration failed: " + fit.problem + (write.empty() ? "" : "; " + write + " was not written") +
+              ". Check that the observations belong to this device (--device) and their units (tokens/s, seconds), "
+              "or fit other parameters (--fit)");
+}
+
 // Fit to an observations CSV (measured or published TPS / TTFT).
 void RunObservationCalibration(const CalibrateOptions& o) {
   const DeviceSpec initial = ResolveDeviceSpec(o.device);
@@ -64,8 +78,9 @@ void RunObservationCalibration(const CalibrateOptions& o) {
     quality += fmt::format("{}TTFT: {} rows, rms {:.6f} s, max |residual| {:.6f} s, R^2 {:.6f}",
                            quality.empty() ? "" : "; ", of.ttft_count, of.rms_ttft_s, of.max_abs_ttft_s, of.r2_ttft);
   res.notes.push_back(quality + fmt::format("; {} iterations, converged: {}", of.fit.iterations,
-                                            of.fit.converged ? "yes" : "no"));
+                                            ConvergedText(of.fit)));
   std::cout << reports::ToText(pt) << "\n" << reports::ToText(res);
+  RefuseUnusableFit(of.fit, o.write);
   if (!o.residuals.empty()) reports::WriteFileAtomic(o.residuals, reports::ToCsv(res), "--residuals");
   if (!o.write.empty()) {
     DeviceSpec d = of.fit.device;
@@ -124,8 +139,9 @@ void RunCalibrate(const CalibrateOptions& o) {
   res.notes.push_back(fmt::format("{} observations, rms {:.4f} TPS, max |residual| {:.4f} TPS, {} within the "
                                   "tables' rounding (0.05); {} iterations, converged: {}",
                                   fit.residuals.size(), fit.rms, fit.max_abs, within, fit.iterations,
-                                  fit.converged ? "yes" : "no"));
+                                  ConvergedText(fit)));
   std::cout << reports::ToText(params) << "\n" << reports::ToText(res);
+  RefuseUnusableFit(fit, o.write);
   if (!o.residuals.empty()) reports::WriteFileAtomic(o.residuals, reports::ToCsv(res), "--residuals");
   if (!o.write.empty()) {
     DeviceSpec d = fit.device;

@@ -1,6 +1,7 @@
 #include "roofline/eval/calibration.hpp"
 
 #include <Eigen/Dense>
+#include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -239,6 +240,25 @@ CalibrationResult CalibrateDevice(const DeviceSpec& initial, const std::vector<D
     res.max_abs = std::max(res.max_abs, std::fabs(res.residuals[i]));
   }
   res.rms = std::sqrt(ss / static_cast<double>(targets.size()));
+  // A fit whose predictions collapsed (efficiencies driven to 0 make every
+  // throughput ~0) or that misses the observations widely is no fit.
+  double ss_targets = 0;
+  size_t collapsed = 0;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    ss_targets += targets[i] * targets[i];
+    if (!std::isfinite(res.predicted[i]) || (targets[i] > 0 && res.predicted[i] < 0.01 * targets[i])) ++collapsed;
+  }
+  const double relative_rms = ss_targets > 0 ? std::sqrt(ss / ss_targets) : 0.0;
+  if (collapsed > 0) {
+    res.problem = fmt::format("{} of {} predictions are below 1% of their observation or not finite: the "
+                              "model cannot follow these observations (rms residual {:.4g})",
+                              collapsed, targets.size(), res.rms);
+  } else if (!(relative_rms <= kMaxRelativeRmsResidual)) {
+    res.problem = fmt::format("the rms residual {:.4g} is {:.0f}% of the observations' rms, above the {:.0f}% a fit "
+                              "may have",
+                              res.rms, 100.0 * relative_rms, 100.0 * kMaxRelativeRmsResidual);
+  }
+  if (!res.problem.empty()) res.converged = false;
   return res;
 }
 
@@ -267,6 +287,7 @@ std::vector<Observation> LoadObservationsCsv(const std::filesystem::path& csv, c
     throw MakeConfigError(file.Where(file.header.line), "tps", "no measurement column", "tps and/or ttft_s", "");
   }
   std::map<std::string, ModelArch> models;
+  std::map<std::pair<std::string, std::string>, QuantPlan> plans;  // (model, plan) -> resolved plan
   std::vector<Observation> out;
   for (const CsvRecord& row : file.rows) {
     const std::string where = file.Where(row.line);
@@ -294,16 +315,34 @@ std::vector<Observation> LoadObservationsCsv(const std::filesystem::path& csv, c
     const std::string mname = get("model");
     if (!models.count(mname)) models.emplace(mname, ResolveModelArch(mname));
     o.arch = models.at(mname);
-    o.plan = ResolveQuantPlan(get("plan"), o.arch);
+    auto plan = plans.find({mname, get("plan")});
+    if (plan == plans.end()) {
+      plan = plans.emplace(std::make_pair(mname, get("plan")), ResolveQuantPlan(get("plan"), o.arch)).first;
+    }
+    o.plan = plan->second;
     if (!get("fidelity").empty()) o.build.fidelity = ParseFidelity(get("fidelity"));
     if (!get("fusion").empty()) o.build.fusion = ParseFusionMode(get("fusion"));
-    if (auto b = number("batch")) o.build.batch = static_cast<int64_t>(*b);
-    o.context_tokens = static_cast<int64_t>(number("context_tokens").value_or(0));
+    // Counts: whole numbers within the run limits (roofline/README.md).
+    auto count = [&](const char* k, int64_t limit, const char* unit) -> std::optional<int64_t> {
+      const auto v = number(k);
+      if (!v) return std::nullopt;
+      if (*v != std::floor(*v) || *v > static_cast<double>(limit)) {
+        throw MakeConfigError(where, k,
+                              "'" + get(k) + "' is " +
+                                  (*v != std::floor(*v) ? std::string("not a whole number")
+                                                        : "beyond the limit of " + std::to_string(limit) + " " + unit),
+                              "a whole number in 1.." + std::to_string(limit) + " " + unit,
+                              "the limits (roofline/README.md, \"Size limits\") are far above any deployed model");
+      }
+      return static_cast<int64_t>(*v);
+    };
+    if (auto b = count("batch", kMaxBatch, "sequences")) o.build.batch = *b;
+    o.context_tokens = count("context_tokens", kMaxContextTokens, "tokens").value_or(0);
     if (o.context_tokens <= 0) throw MakeConfigError(where, "context_tokens", "missing", "tokens >= 1", "");
     o.tps = number("tps");
     o.ttft_s = number("ttft_s");
     if (o.ttft_s) {
-      const auto p = number("prompt_tokens");
+      const auto p = count("prompt_tokens", kMaxPromptTokens, "tokens");
       if (!p) throw MakeConfigError(where, "prompt_tokens", "missing for a ttft_s row", "tokens >= 1", "");
       o.prompt_tokens = static_cast<int64_t>(*p);
     }
@@ -333,23 +372,31 @@ ObservationFit CalibrateFromObservations(const DeviceSpec& initial, const std::v
       it = graphs.emplace(key, std::make_unique<CompiledGraph>(BuildModelGraph(o.arch, o.plan, b))).first;
     return it->second.get();
   };
+  // Rows share (graph, context) points: each point's step time is computed
+  // once per prediction, however many rows observe it.
+  std::map<std::pair<const CompiledGraph*, int64_t>, size_t> point_of;
+  std::vector<std::pair<const CompiledGraph*, int64_t>> points;
   struct Term {
-    const CompiledGraph* g;
-    int64_t ctx;
+    size_t point;
     bool ttft;
   };
   std::vector<Term> terms;
+  auto term = [&](const CompiledGraph* g, int64_t ctx, bool ttft) {
+    auto [it, added] = point_of.emplace(std::make_pair(g, ctx), points.size());
+    if (added) points.emplace_back(g, ctx);
+    return Term{it->second, ttft};
+  };
   std::vector<double> tps_targets;
   for (size_t i = 0; i < obs.size(); ++i) {
     if (obs[i].tps) {
-      terms.push_back({graph(obs[i], Phase::kDecode), obs[i].context_tokens, false});
+      terms.push_back(term(graph(obs[i], Phase::kDecode), obs[i].context_tokens, false));
       of.rows.push_back(i);
       of.kinds.push_back("tps");
       of.measured.push_back(*obs[i].tps);
       tps_targets.push_back(*obs[i].tps);
     }
     if (obs[i].ttft_s) {
-      terms.push_back({graph(obs[i], Phase::kPrefill), obs[i].context_tokens, true});
+      terms.push_back(term(graph(obs[i], Phase::kPrefill), obs[i].context_tokens, true));
       of.rows.push_back(i);
       of.kinds.push_back("ttft_s");
       of.measured.push_back(*obs[i].ttft_s);
@@ -363,9 +410,11 @@ ObservationFit CalibrateFromObservations(const DeviceSpec& initial, const std::v
   std::vector<double> targets(terms.size());
   for (size_t i = 0; i < terms.size(); ++i) targets[i] = terms[i].ttft ? scale : of.measured[i];
   auto predict_raw = [&](const DeviceSpec& d) {
+    std::vector<double> seconds(points.size());
+    for (size_t p = 0; p < points.size(); ++p) seconds[p] = points[p].first->StepSeconds(d, points[p].second);
     std::vector<double> y(terms.size());
     for (size_t i = 0; i < terms.size(); ++i) {
-      const double s = terms[i].g->StepSeconds(d, terms[i].ctx);
+      const double s = seconds[terms[i].point];
       y[i] = terms[i].ttft ? s : 1.0 / s;
     }
     return y;

@@ -61,8 +61,16 @@ struct CalibrationResult {
   double rms = 0;                  // root mean square residual
   double max_abs = 0;              // largest |residual|
   int iterations = 0;
+  // The solver stopped on a negligible improvement and the fit is usable:
+  // every prediction finite and at least 1% of its observation, and the rms
+  // residual at most kMaxRelativeRmsResidual of the observations' rms.
   bool converged = false;
+  std::string problem;  // why the fit is not usable; empty when it is
 };
+
+// Largest rms residual, relative to the rms of the observations, of a fit that
+// may say it converged.
+inline constexpr double kMaxRelativeRmsResidual = 0.10;
 
 // Fits `params` of `initial` to minimise sum_i (predict(d)[i] - targets[i])^2.
 // Efficiencies stay in (0, 1), overheads >= 0; several starting points are

@@ -100,6 +100,40 @@ TEST(CalibrateCsv, BadCsvGetsClearErrors) {
             std::string::npos);
   EXPECT_NE(error_of("model,plan,context_tokens,tps\nqwen3-4b,w5,1024,30\n").find("unknown quantization preset"),
             std::string::npos);
+  // Counts beyond the run limits name the row, the column and the limit.
+  const std::string huge = error_of("model,plan,context_tokens,tps\nqwen3-4b,w4,9223372036854775807,30\n");
+  EXPECT_NE(huge.find(":2: key 'context_tokens'"), std::string::npos) << huge;
+  EXPECT_NE(huge.find("beyond the limit of 16777216 tokens"), std::string::npos) << huge;
+  const std::string batch = error_of("model,plan,context_tokens,tps,batch\nqwen3-4b,w4,1024,30,1000000\n");
+  EXPECT_NE(batch.find("key 'batch'"), std::string::npos) << batch;
+  EXPECT_NE(batch.find("beyond the limit of 65536 sequences"), std::string::npos) << batch;
+  const std::string half = error_of("model,plan,context_tokens,tps\nqwen3-4b,w4,1024.5,30\n");
+  EXPECT_NE(half.find("'1024.5' is not a whole number"), std::string::npos) << half;
+}
+
+// A fit may say it converged only when its predictions are usable.
+TEST(CalibrateFit, CollapsedOrFarOffFitsDoNotConverge) {
+  const DeviceSpec d = ResolveDeviceSpec("device_a");
+  const std::vector<DeviceParam> params = {DeviceParam::kMemoryEfficiency};
+  // Predictions that cannot reach the observations: ~0 whatever the efficiency.
+  const CalibrationResult collapsed = CalibrateDevice(
+      d, params, [](const DeviceSpec& s) { return std::vector<double>{1e-6 * s.memory_efficiency, 2e-6}; },
+      {28.0, 30.0});
+  EXPECT_FALSE(collapsed.converged);
+  EXPECT_NE(collapsed.problem.find("2 of 2 predictions"), std::string::npos) << collapsed.problem;
+  EXPECT_NE(collapsed.problem.find("cannot follow these observations"), std::string::npos) << collapsed.problem;
+  // A model that cannot follow the observations: rms residual 40 against an rms of 51.
+  const CalibrationResult far = CalibrateDevice(
+      d, params, [](const DeviceSpec& s) { return std::vector<double>{10.0, 10.0 + 0 * s.memory_efficiency}; },
+      {10.0, 50.0});
+  EXPECT_FALSE(far.converged);
+  EXPECT_NE(far.problem.find("78% of the observations' rms"), std::string::npos) << far.problem;
+  // One that can: 30 x efficiency = 24 at efficiency 0.8.
+  const CalibrationResult good = CalibrateDevice(
+      d, params, [](const DeviceSpec& s) { return std::vector<double>{30.0 * s.memory_efficiency}; }, {24.0});
+  EXPECT_TRUE(good.converged) << good.problem;
+  EXPECT_TRUE(good.problem.empty());
+  EXPECT_NEAR(good.device.memory_efficiency, 0.8, 1e-6);
 }
 
 TEST(CalibrateCsv, CliPrintsResidualsAndWritesALoadableDevice) {
@@ -116,6 +150,30 @@ TEST(CalibrateCsv, CliPrintsResidualsAndWritesALoadableDevice) {
   const auto bad = lifeline::testing::Exec("calibrate --observations " + csv.string() + " --fit efficiency.memroy");
   EXPECT_EQ(bad.status, 2) << bad.output;
   EXPECT_NE(bad.output.find("not a fittable device parameter"), std::string::npos) << bad.output;
+}
+
+// TTFT written in milliseconds under the ttft_s column: no device fits both
+// these TTFTs and the TPS rows. The command says so and writes no device.
+TEST(CalibrateCsv, CliRefusesAFitThatCannotFollowTheObservations) {
+  const auto csv = std::filesystem::temp_directory_path() / "lifeline_ttft_in_ms.csv";
+  {
+    std::ofstream out(csv);
+    out << "model,plan,context_tokens,tps,ttft_s,prompt_tokens\n";
+    for (int ctx : {1024, 2048, 4096, 8192, 16384}) {
+      out << "qwen3-4b,w4," << ctx << ",30," << 450 + ctx / 100 << ",512\n";
+      out << "qwen3-4b,w2," << ctx << ",40," << 450 + ctx / 100 << ",512\n";
+    }
+  }
+  const auto yaml = std::filesystem::temp_directory_path() / "lifeline_ttft_in_ms_device.yaml";
+  std::filesystem::remove(yaml);
+  const auto r = lifeline::testing::Exec("calibrate --observations " + csv.string() + " --write " + yaml.string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(r.output.find("converged: yes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("converged: no (10 of 20 predictions are below 1% of their observation"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("error: calibration failed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(yaml.string() + " was not written"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(yaml));
 }
 
 }  // namespace
