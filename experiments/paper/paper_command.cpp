@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -10,6 +11,7 @@
 #include "experiments/paper/paper_report.hpp"
 #include "reports/table.hpp"
 #include "common/atomic_file.hpp"
+#include "common/error.hpp"
 #include "common/paths.hpp"
 
 namespace lifeline::cli {
@@ -21,7 +23,28 @@ struct PaperOptions {
   std::string reference;
   std::vector<std::string> devices = kPaperDevices;
   std::vector<std::string> models = kPaperModels;
+  bool force = false;  // write into a non-empty directory that is not a previous paper output
 };
+
+// Marks a directory as `lifeline paper` output: its first line, then the files written.
+constexpr const char* kManifestName = "manifest.txt";
+constexpr const char* kManifestMarker = "# lifeline paper output";
+
+// Refuses to write into a non-empty directory that no previous `lifeline paper`
+// wrote, unless --force: its files of the same names would be replaced.
+void CheckOutputDirectory(const std::filesystem::path& out, bool force) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out, ec) || std::filesystem::is_empty(out, ec) || force) return;
+  std::ifstream in(out / kManifestName);
+  std::string first;
+  if (in && std::getline(in, first) && first == kManifestMarker) return;
+  throw MakeConfigError("--out", out.string(),
+                        "the directory is not empty and holds no previous `lifeline paper` output (no " +
+                            std::string(kManifestName) + " starting with '" + kManifestMarker + "')",
+                        "a new or empty directory, or one a previous `lifeline paper` wrote",
+                        "choose another --out, or pass --force to write into it anyway (files of the same names are "
+                        "replaced)");
+}
 
 void CopyInput(const std::filesystem::path& src, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
@@ -30,6 +53,7 @@ void CopyInput(const std::filesystem::path& src, const std::filesystem::path& di
 
 void RunPaper(const PaperOptions& o) {
   const std::filesystem::path out(o.out);
+  CheckOutputDirectory(out, o.force);
   CreateOutputDirectory(out, "--out");
   const std::filesystem::path ref_path = o.reference.empty() ? DefaultPaperReferencePath() : std::filesystem::path(o.reference);
   const PaperReference ref = LoadPaperReference(ref_path);
@@ -94,6 +118,9 @@ void RunPaper(const PaperOptions& o) {
   written.push_back(out / "summary.md");
   // Figures (figures/*.png, .svg, .gp, .dat) and index.html bundling them with the tables.
   add(WritePaperHtml(out, paper, exact, devices, models, ref));
+  std::string manifest = std::string(kManifestMarker) + "\n";
+  for (const auto& w : written) manifest += std::filesystem::relative(w, out).generic_string() + "\n";
+  reports::WriteFileAtomic(out / kManifestName, manifest);
 
   std::cout << reports::ToText(PaperTable("Device A, paper fidelity (TPS, paper, diff)", paper, "device_a",
                                           kPaperContexts, ref));
@@ -113,6 +140,9 @@ void AddPaperCommand(CLI::App& app) {
                   "published values CSV (default: experiments/paper/reference/paper_decode_tps.csv in the checkout)");
   sub->add_option("--devices", o->devices, "device names in hwspec/ or YAML paths")->capture_default_str();
   sub->add_option("--models", o->models, "zoo names or YAML/config.json paths")->capture_default_str();
+  sub->add_flag("--force", o->force,
+                "write into a non-empty --out directory that holds no previous `lifeline paper` output "
+                "(files of the same names are replaced)");
   sub->callback([o] { RunPaper(*o); });
 }
 

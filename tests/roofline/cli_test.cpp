@@ -55,6 +55,47 @@ TEST(Cli, PaperWritesTheContract) {
   EXPECT_TRUE(std::filesystem::exists(dir / "inputs" / "paper_decode_tps.csv"));
 }
 
+TEST(Cli, PaperRefusesANonEmptyDirectoryItDidNotWrite) {
+  const auto dir = std::filesystem::temp_directory_path() / "lifeline_cli_paper_foreign";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "summary.md") << "my notes\n";
+  const ExecResult r = Exec("paper --out " + dir.string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  for (const char* f : {"--out", "not empty", "manifest.txt", "--force"})
+    EXPECT_NE(r.output.find(f), std::string::npos) << f << "\n" << r.output;
+  std::ifstream kept(dir / "summary.md");
+  std::string line;
+  std::getline(kept, line);
+  EXPECT_EQ(line, "my notes");  // nothing was overwritten
+  EXPECT_FALSE(std::filesystem::exists(dir / "decode_tps.csv"));
+  // --force writes into it; a rerun then finds its own manifest and needs no --force.
+  const ExecResult forced = Exec("paper --force --out " + dir.string());
+  ASSERT_EQ(forced.status, 0) << forced.output;
+  EXPECT_TRUE(std::filesystem::exists(dir / "decode_tps.csv"));
+  const ExecResult again = Exec("paper --out " + dir.string());
+  EXPECT_EQ(again.status, 0) << again.output;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cli, ExplainRefusesRunSizesBeyondTheLimits) {
+  struct Case {
+    const char* args;
+    const char* fragment;
+  } cases[] = {
+      {"--context 9223372036854775807", "key 'context': 9223372036854775807 is beyond the limit of 16777216 tokens"},
+      {"--context 0", "key 'context': must be positive"},
+      {"--phase prefill --prompt 100000000", "key 'prompt_tokens': 100000000 is beyond the limit of 16777216 tokens"},
+      {"--batch 100000", "key 'batch': 100000 is beyond the limit of 65536 sequences"},
+      {"--phase prefill --batch 65536 --prompt 16777216", "beyond the limit of 4294967296 tokens per step"},
+  };
+  for (const auto& c : cases) {
+    const ExecResult r = Exec(std::string("explain --model qwen3-4b ") + c.args);
+    EXPECT_EQ(r.status, 2) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.fragment), std::string::npos) << c.args << "\n" << r.output;
+  }
+}
+
 TEST(Cli, ExplainShowsPerOperatorBreakdown) {
   const ExecResult r = Exec("explain --model qwen3-4b --device device_a --plan w4w2-gateup --context 4096");
   ASSERT_EQ(r.status, 0) << r.output;
