@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One short device run of `lifeline measure` on an NVIDIA GPU (the H200 the session's device tool lends to
-# some tasks; nothing else depends on it). On the GPU machine, from the repository root, with the checkout's
+# One short device run of `lifeline measure` on an NVIDIA GPU (an H200 here; nothing else depends on this
+# script). On the GPU machine, from the repository root, with the checkout's
 # .llama-cpp/src (the pinned llama.cpp source, from `scripts/setup.sh --with-llama-cpp`) carried along:
 #   scripts/gpu-measure.sh OUT_DIR
 # It builds llama.cpp's CUDA backend from that source (the image's nvcc, sm_90 for Hopper) and lifeline without

@@ -87,7 +87,7 @@ TEST(Quant, PackedRoundTripIsExactAndSizeMatchesRoofline) {
       }
     }
   }
-  // The formula named in the brief: n*b/8 + n_groups*(2 + b/8).
+  // The roofline's weight-bytes formula (roofline/README.md, "Terms"): n*b/8 + n_groups*(2 + b/8).
   EXPECT_EQ(PackedWeightBytes(172, 64, 2, 32), 172 * 64 * 2 / 8 + (172 * 64 / 32) * (2 * 8 + 2) / 8);
 }
 
