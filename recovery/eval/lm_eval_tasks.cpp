@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "recovery/eval/text_metrics.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <ATen/ATen.h>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 

@@ -7,8 +7,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
-#include "roofline/common/error.hpp"
-#include "roofline/common/paths.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
 
 namespace lifeline::recovery {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 

@@ -1,6 +1,6 @@
 #include "recovery/model/shared_paths.hpp"
 
-#include "roofline/common/paths.hpp"
+#include "common/paths.hpp"
 
 namespace lifeline::recovery {
 

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 #include <torch/types.h>
 
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 

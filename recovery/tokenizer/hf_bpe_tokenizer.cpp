@@ -13,7 +13,7 @@
 #include <pcre2.h>
 
 #include "recovery/tokenizer/tokenizer.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 namespace {

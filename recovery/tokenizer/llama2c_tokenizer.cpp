@@ -9,7 +9,7 @@
 
 #include "recovery/tokenizer/score_merge.hpp"
 #include "recovery/tokenizer/tokenizer.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 namespace {

@@ -1,7 +1,7 @@
 #include <fmt/format.h>
 
 #include "recovery/tokenizer/tokenizer.hpp"
-#include "roofline/common/error.hpp"
+#include "common/error.hpp"
 
 namespace lifeline::recovery {
 
