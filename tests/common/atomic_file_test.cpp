@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -196,21 +197,42 @@ TEST_F(AtomicFileTest, PathUnderAFileIsAConfigError) {
 }
 
 TEST_F(AtomicFileTest, ReadOnlyDirectoryIsAConfigErrorWithNoTemporary) {
-  if (geteuid() == 0) {
-    GTEST_SKIP() << "running as root, which may write into read-only directories; "
-                    "FailedWriteLeavesNoTemporary covers a failing write";
-  }
   const fs::path ro = dir_ / "ro";
   fs::create_directories(ro);
-  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
-  try {
-    WriteFileAtomic(ro / "out.csv", "x", "--out");
-    ADD_FAILURE() << "wrote into a read-only directory";
-  } catch (const ConfigError& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("--out " + (ro / "out.csv").string() + ": cannot write: Permission denied"), std::string::npos)
-        << m;
+  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                          fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  // Root writes into read-only directories, so as root the write is tried in
+  // a child that has become `nobody` (CI runs as root).
+  auto attempt = [&]() -> int {
+    try {
+      WriteFileAtomic(ro / "out.csv", "x", "--out");
+      return 1;  // accepted
+    } catch (const ConfigError& e) {
+      const std::string m = e.what();
+      return m.find("--out " + (ro / "out.csv").string() + ": cannot write: Permission denied") != std::string::npos
+                 ? 0
+                 : 2;
+    }
+  };
+  int result = 0;
+  if (geteuid() == 0) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+      _exit(attempt());
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st));
+    result = WEXITSTATUS(st);
+  } else {
+    result = attempt();
   }
+  EXPECT_NE(result, 1) << "wrote into a read-only directory";
+  EXPECT_NE(result, 2) << "the error does not say '--out <path>: cannot write: Permission denied'";
+  EXPECT_NE(result, 3) << "could not become nobody to test as a non-root user";
+  EXPECT_EQ(result, 0);
   EXPECT_TRUE(fs::is_empty(ro));
 }
 
