@@ -1,8 +1,10 @@
 #pragma once
 // The one place that turns a command's outcome into an exit status, shared
 // by `lifeline` and `lifeline-recover`:
-//   0 done; 1 lifeline::Error; 2 ConfigError (bad input, the message names
-//   the file/line/key or flag); 3 InfeasibleError; 70 anything else (a bug).
+//   0 done (and --help, --version); 1 lifeline::Error; 2 bad input: a
+//   ConfigError (the message names the file/line/key or flag) or a command
+//   line CLI11 rejects (unknown flag, value out of range); 3 InfeasibleError;
+//   70 anything else (a bug).
 
 #include <exception>
 #include <iostream>
@@ -17,7 +19,8 @@ inline int RunCliApp(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int code = app.exit(e);  // prints help, the version, or the error with the usage hint
+    return code == 0 ? 0 : 2;
   } catch (const ConfigError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;

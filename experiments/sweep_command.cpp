@@ -258,7 +258,13 @@ void AddSweepCommands(CLI::App& app) {
         throw MakeConfigError(o->store, "--store", "no such results store", "a store written by `lifeline sweep`", "");
       }
       Store store(o->store);
-      RunCells(store, o->cells, o->force, true);
+      const int failed = RunCells(store, o->cells, o->force, true);
+      if (failed > 0) {
+        // The errors are in the store; the exit status tells a script or a Slurm task.
+        throw Error(fmt::format("run-cell: {} of {} cells failed (the error of each is printed above and kept in "
+                                "the store {}; rerunning retries them)",
+                                failed, o->cells.size(), o->store));
+      }
     });
   }
   {

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <optional>
 
+#include "common/subprocess.hpp"
 #include "experiments/sweep/cell_exec.hpp"
 #include "experiments/sweep/runner.hpp"
 #include "experiments/paper/paper.hpp"
@@ -143,6 +144,11 @@ TEST(Runner, RecoveryCellWithoutLifelineRecoverFailsAndSaysHowToFix) {
   EXPECT_NE(row.error.find("recovery cells run in lifeline-recover"), std::string::npos) << row.error;
   EXPECT_NE(row.error.find("LIFELINE_TORCH=ON"), std::string::npos) << row.error;
   EXPECT_TRUE(std::filesystem::exists(CellWorkDir(s.path(), row.id) / "run-cell.log"));
+  // run-cell itself says so in its exit status (1), as sweep does.
+  const ProcessResult rc = RunProcess({LIFELINE_BINARY, "run-cell", "--store", s.path().string(), "--cell", row.id},
+                                      /*merge_stderr=*/true);
+  EXPECT_EQ(rc.status, 1) << rc.out;
+  EXPECT_NE(rc.out.find("1 of 1 cells failed"), std::string::npos) << rc.out;
 }
 
 // The protocol between `lifeline run-cell` and `lifeline-recover recovery-cell`
