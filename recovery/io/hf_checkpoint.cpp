@@ -1,6 +1,7 @@
 #include "recovery/io/hf_checkpoint.hpp"
 
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "recovery/io/safetensors.hpp"
+#include "common/yaml_util.hpp"
 #include "common/error.hpp"
 
 namespace lifeline::recovery {
@@ -90,11 +92,8 @@ HfCheckpoint LoadHfCheckpoint(const fs::path& dir) {
     {
       std::ifstream in(index);
       if (!in) throw ConfigError(fmt::format("{}: cannot open", index.string()));
-      try {
-        j = nlohmann::json::parse(in);
-      } catch (const nlohmann::json::exception& e) {
-        throw ConfigError(fmt::format("{}: not valid JSON ({})", index.string(), e.what()));
-      }
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      j = ParseJsonStrict(text, index.string());  // duplicate tensor entries are errors
     }
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       throw ConfigError(fmt::format("{}: key 'weight_map': missing or not an object; expected "

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/yaml_util.hpp"
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
 
@@ -85,12 +86,8 @@ Header ParseHeader(const fs::path& path, std::ifstream& in) {
   in.read(text.data(), static_cast<std::streamsize>(header_len));
   if (!in) throw FileError(path, "cannot read the header");
 
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw FileError(path, fmt::format("header is not valid JSON ({})", e.what()));
-  }
+  // Strict: a header naming a tensor twice is a lying file, not "the last one wins".
+  const json j = ParseJsonStrict(text, path.string() + " (header)");
   if (!j.is_object()) throw FileError(path, "header is not a JSON object");
 
   Header h;

@@ -4,6 +4,7 @@
 #include <memory>
 #include <new>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <unordered_map>
 
@@ -13,6 +14,7 @@
 #include <pcre2.h>
 
 #include "recovery/tokenizer/tokenizer.hpp"
+#include "common/yaml_util.hpp"
 #include "common/error.hpp"
 
 namespace lifeline::recovery {
@@ -132,12 +134,9 @@ class HfBpeTokenizer final : public Tokenizer {
   explicit HfBpeTokenizer(const std::filesystem::path& path) : path_(path.string()) {
     std::ifstream in(path);
     if (!in) throw ConfigError(fmt::format("{}: cannot open tokenizer", path_));
-    json j;
-    try {
-      j = json::parse(in);
-    } catch (const json::exception& e) {
-      throw ConfigError(fmt::format("{}: not valid JSON ({})", path_, e.what()));
-    }
+    // Strict: a duplicate key (which nlohmann would silently resolve) is an error with its line.
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const json j = ParseJsonStrict(text, path_);
     if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
       throw ConfigError(fmt::format("{}: key 'model': missing; expected a Hugging Face "
                                     "tokenizer.json",

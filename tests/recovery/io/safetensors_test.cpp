@@ -142,7 +142,7 @@ TEST(Safetensors, RejectsTruncatedAndMalformedFiles) {
     SCOPED_TRACE("NonJsonHeader");
     const auto path = dir.path() / "nojson.safetensors";
     WriteFile(path, RawFile("{\"a\": [1, 2", ""));
-    ExpectBad(path, "not valid JSON");
+    ExpectBad(path, "malformed JSON");
     const auto path2 = dir.path() / "array.safetensors";
     WriteFile(path2, RawFile("[1, 2]", ""));
     ExpectBad(path2, "not a JSON object");
@@ -154,6 +154,16 @@ TEST(Safetensors, RejectsTruncatedAndMalformedFiles) {
     std::filesystem::resize_file(path, std::filesystem::file_size(path) - 10);
     ExpectBad(path, "outside the 246-byte data buffer");
   }
+}
+
+TEST(Safetensors, HeaderNamingATensorTwiceIsRejected) {
+  // A JSON reader would keep one of the two entries; the file is lying either way.
+  TempDir dir;
+  const auto path = dir.path() / "twice.safetensors";
+  WriteFile(path, RawFile(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                              "w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+                          std::string(8, '\0')));
+  ExpectBad(path, "key 'w': duplicate key");
 }
 
 TEST(Safetensors, RejectsLyingTensorEntries) {
