@@ -31,7 +31,6 @@ std::filesystem::path PaperObservations(const std::string& tag) {
 }
 
 TEST(CalibrateCsv, PaperRowsAreReproducedWithinTolerance) {
-  if (!std::filesystem::exists(DefaultPaperReferencePath())) GTEST_SKIP() << "no shared reference";
   const auto csv = PaperObservations("lib");
   for (const char* name : {"device_a", "device_b"}) {
     const DeviceSpec d = ResolveDeviceSpec(name);
@@ -137,7 +136,6 @@ TEST(CalibrateFit, CollapsedOrFarOffFitsDoNotConverge) {
 }
 
 TEST(CalibrateCsv, CliPrintsResidualsAndWritesALoadableDevice) {
-  if (!std::filesystem::exists(DefaultPaperReferencePath())) GTEST_SKIP() << "no shared reference";
   const auto csv = PaperObservations("cli");
   const auto yaml = std::filesystem::temp_directory_path() / "lifeline_calibrated_b.yaml";
   const auto r = lifeline::testing::Exec("calibrate --observations " + csv.string() + " --device device_b --write " +
