@@ -5,12 +5,12 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <regex>
 
 #include "experiments/commands.hpp"
 #include "reports/table.hpp"
 #include "common/error.hpp"
 #include "roofline/eval/evaluator.hpp"
+#include "roofline/whatif/whatif.hpp"
 
 namespace lifeline::cli {
 namespace {
@@ -30,11 +30,7 @@ struct ExplainOptions {
   std::string out;
 };
 
-// "layers.12.mlp.gate_proj" -> "layers.*.mlp.gate_proj"
-std::string LayerPattern(const std::string& name) {
-  static const std::regex re(R"(^layers\.\d+\.)");
-  return std::regex_replace(name, re, "layers.*.");
-}
+using whatif::LayerPattern;  // "layers.12.mlp.gate_proj" -> "layers.*.mlp.gate_proj"
 
 void RunExplain(const ExplainOptions& o) {
   const ModelArch arch = ResolveModelArch(o.model);
