@@ -46,7 +46,9 @@ Checkpoint LoadLlama2cCheckpoint(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
     throw FileError(path, "checkpoint file not found",
-                    "pass --model PATH to a llama2.c .bin file or a Hugging Face directory");
+                    "pass --model PATH to a llama2.c .bin file or a Hugging Face directory; the default model is "
+                    "read from the shared data folder ($LIFELINE_SHARED_DIR, else ../shared beside the checkout: "
+                    "models/stories260k/stories260K.bin)");
   }
   const auto actual = static_cast<int64_t>(std::filesystem::file_size(path, ec));
   std::ifstream in(path, std::ios::binary);
