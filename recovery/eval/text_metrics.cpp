@@ -8,19 +8,10 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "common/strings.hpp"
 #include "common/paths.hpp"
 
 namespace lifeline::recovery {
-namespace {
-
-std::string Trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  const size_t e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
-
-}  // namespace
 
 std::filesystem::path DefaultSharedDir() { return lifeline::SharedDir(); }
 
@@ -30,12 +21,12 @@ std::vector<std::string> LoadStories(const std::filesystem::path& path, int64_t 
   std::vector<std::string> stories;
   std::string line, current;
   auto flush = [&] {
-    std::string t = Trim(current);
+    std::string t = Trim(current, " \t\r\n");
     if (!t.empty()) stories.push_back(std::move(t));
     current.clear();
   };
   while (std::getline(in, line)) {
-    if (Trim(line).empty()) {
+    if (Trim(line, " \t\r\n").empty()) {
       flush();
       if (limit > 0 && static_cast<int64_t>(stories.size()) >= limit) return stories;
       continue;

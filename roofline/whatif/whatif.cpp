@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/error.hpp"
+#include "common/strings.hpp"
 #include "common/paths.hpp"
 #include "common/yaml_util.hpp"
 #include "roofline/eval/calibration.hpp"
@@ -69,13 +70,6 @@ std::vector<std::string> Split(const std::string& s, char sep) {
     start = p + 1;
   }
   return out;
-}
-
-std::string Trim(const std::string& s) {
-  const size_t a = s.find_first_not_of(" \t");
-  if (a == std::string::npos) return "";
-  const size_t b = s.find_last_not_of(" \t");
-  return s.substr(a, b - a + 1);
 }
 
 bool IsDigits(const std::string& s) {
