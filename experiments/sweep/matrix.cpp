@@ -454,6 +454,20 @@ Section ReadSection(StrictMap sec, bool recovery, const std::string& file) {
 uint64_t SaturatingMul(uint64_t a, uint64_t b) { return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b; }
 uint64_t SaturatingAdd(uint64_t a, uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
 
+// The axes an include rule expands over: its named keys take the rule's
+// values (appended to the product order when not swept), the others every
+// axis value.
+std::pair<std::map<std::string, std::vector<Value>>, std::vector<std::string>> IncludeAxes(const Section& s,
+                                                                                          const Section::Rule& inc) {
+  std::map<std::string, std::vector<Value>> axes = s.axes;
+  std::vector<std::string> order = s.axis_order;
+  for (const auto& [k, vals] : inc.keys) {
+    axes[k] = vals;
+    if (std::find(order.begin(), order.end(), k) == order.end()) order.push_back(k);
+  }
+  return {std::move(axes), std::move(order)};
+}
+
 // Cells a section expands to before exclude rules, counted without expanding
 // them; `shape` gets the product written out ("model 2 x device 3 ...").
 uint64_t SectionSize(const Section& s, std::string* shape) {
@@ -470,12 +484,7 @@ uint64_t SectionSize(const Section& s, std::string* shape) {
   };
   uint64_t total = product(s.axis_order, s.axes, shape);
   for (const auto& inc : s.include) {
-    std::map<std::string, std::vector<Value>> axes = s.axes;
-    std::vector<std::string> order = s.axis_order;
-    for (const auto& [k, vals] : inc.keys) {
-      axes[k] = vals;
-      if (std::find(order.begin(), order.end(), k) == order.end()) order.push_back(k);
-    }
+    const auto [axes, order] = IncludeAxes(s, inc);
     total = SaturatingAdd(total, product(order, axes, nullptr));
   }
   if (!s.include.empty()) *shape += fmt::format(", plus {} include rule(s)", s.include.size());
@@ -534,13 +543,7 @@ std::vector<SweepCell> Expand(Section& s, const std::string& file, ThroughputVal
     if (ids.insert(c.id).second) cells.push_back(std::move(c));
   });
   for (const auto& inc : s.include) {
-    // Named keys take the rule's values, the others every axis value.
-    std::map<std::string, std::vector<Value>> axes = s.axes;
-    std::vector<std::string> order = s.axis_order;
-    for (const auto& [k, vals] : inc.keys) {
-      axes[k] = vals;
-      if (std::find(order.begin(), order.end(), k) == order.end()) order.push_back(k);
-    }
+    const auto [axes, order] = IncludeAxes(s, inc);
     ForEachProduct(order, axes, fixed, [&](const Assignment& a) {
       for (const auto& ex : s.exclude) {
         if (RuleMatches(ex, a)) {
