@@ -237,6 +237,9 @@ class ThroughputValidator {
                               axis == "context" ? "tokens attended by the decode step, e.g. 4096" : "sequences, e.g. 1",
                               "");
       }
+      // The same run limits as explain and whatif.
+      if (axis == "context") CheckRunValue(v.get<int64_t>(), kMaxContextTokens, val.where, key_path, "tokens");
+      else CheckRunValue(v.get<int64_t>(), kMaxBatch, val.where, key_path, "sequences");
       return v;
     }
     if (axis == "fidelity" || axis == "fusion") {

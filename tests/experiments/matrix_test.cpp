@@ -347,6 +347,14 @@ INSTANTIATE_TEST_SUITE_P(
                 "throughput:\n  axes:\n    model: [qwen3-4b]\n    device: [device_a]\n    context: [4k]\n"
                 "    plan: [w4]\n",
                 {"throughput.axes.context[0]", "not a positive integer"}},
+        BadCase{"context_beyond_the_limit",
+                "throughput:\n  axes:\n    model: [qwen3-4b]\n    device: [device_a]\n"
+                "    context: [1024, 9223372036854775807]\n    plan: [w4]\n",
+                {"test.yaml:5:21", "throughput.axes.context[1]", "beyond the limit of 16777216 tokens"}},
+        BadCase{"batch_beyond_the_limit",
+                "throughput:\n  axes:\n    model: [qwen3-4b]\n    device: [device_a]\n    context: [1024]\n"
+                "    plan: [w4]\n    batch: [1000000]\n",
+                {"throughput.axes.batch[0]", "beyond the limit of 65536 sequences"}},
         BadCase{"missing_axis",
                 "throughput:\n  axes:\n    model: [qwen3-4b]\n    device: [device_a]\n    plan: [w4]\n",
                 {"throughput.axes.context", "missing axis"}},
