@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
 #include "common/subprocess.hpp"
@@ -58,15 +59,10 @@ CellResult RunRecoveryCell(const json& inputs, const fs::path& work_dir) {
     return r;
   }
   try {
-    fs::create_directories(work_dir);
     const fs::path inputs_file = work_dir / "cell_inputs.json";
     const fs::path result_file = work_dir / "cell_result.json";
     fs::remove(result_file);
-    {
-      std::ofstream out(inputs_file);
-      out << inputs.dump(2) << "\n";
-      if (!out) throw Error(fmt::format("cannot write {}", inputs_file.string()));
-    }
+    WriteFileAtomic(inputs_file, inputs.dump(2) + "\n");  // creates the work directory
     // The child logs into the cell's directory and dies with this process
     // (a killed runner leaves no orphan training).
     const fs::path log = work_dir / "lifeline-recover.log";
