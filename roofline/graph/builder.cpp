@@ -61,7 +61,8 @@ struct Tensor {
 class Builder {
  public:
   Builder(const ModelArch& arch, const QuantPlan& plan, const BuildOptions& o)
-      : arch_(arch), plan_(plan), options_(o), hits_(plan.rules.size(), 0) {
+      : arch_(arch), plan_(plan), options_(o), hits_(plan.rules.size(), 0),
+        adapter_hits_(plan.adapters.size(), 0), merged_quantized_(plan.adapters.size()) {
     if (o.batch <= 0) throw MakeConfigError("--batch", "batch", "must be positive", "an integer >= 1", "");
     if (o.phase == Phase::kPrefill && o.prompt_tokens <= 0) {
       throw MakeConfigError("--prompt", "prompt_tokens", "must be positive for prefill", "an integer >= 1", "");
@@ -105,6 +106,14 @@ class Builder {
     mg.head_dim = head_dim_;
     mg.plan = plan_;
     mg.options = options_;
+    for (size_t a = 0; a < plan_.adapters.size(); ++a) {
+      if (merged_quantized_[a].empty()) continue;
+      std::string formats;
+      for (const auto& f : merged_quantized_[a]) formats += (formats.empty() ? "" : ", ") + f;
+      mg.notes.push_back("merged adapters on quantized linears: the deployed plan re-quantizes W + B A to " + formats +
+                         " on the linears matching '" + plan_.adapters[a].pattern +
+                         "'; this is a different model than the one trained (attach the adapters to keep it)");
+    }
     std::vector<OpVertex> rev;
     boost::topological_sort(mg.graph, std::back_inserter(rev));
     mg.order.assign(rev.rbegin(), rev.rend());
@@ -184,6 +193,7 @@ class Builder {
     n.name = "model.embed_tokens";
     n.kind = OpKind::kEmbedding;
     n.weight_bytes = static_cast<double>(tokens_ * hidden_) * kActBytes;  // one BF16 row per token
+    n.stored_weight_bytes = static_cast<double>(arch_.vocab_size * hidden_) * kActBytes;  // the whole table
     n.format = "BF16 rows";
     OpVertex v = Add(n, {ids});
     return Out(v, "model.embed_tokens.out", static_cast<double>(tokens_ * hidden_) * kActBytes);
@@ -232,7 +242,61 @@ class Builder {
     n.linear_format = LinearFormatOf(f);
     n.fusion_group = group;
     OpVertex v = Add(n, {x});
-    return Out(v, name + ".out", static_cast<double>(m * nout) * kActBytes);
+    return AttachAdapter(name, layer, x, Out(v, name + ".out", static_cast<double>(m * nout) * kActBytes), m, k,
+                         nout, f);
+  }
+
+  // A LoRA adapter on linear `name` (plan `adapters:`). Attached: the shrink
+  // A (k x r) and the expand B (r x nout) run as two kernels of their own
+  // beside the frozen linear (as Punica / S-LoRA / vLLM run them), B
+  // accumulating into the linear's output in place (one add per output
+  // element). Merged: folded into the weight, no op; a quantized weight then
+  // holds a re-quantized W + B A, which Build() reports in ModelGraph::notes.
+  Tensor AttachAdapter(const std::string& name, int layer, const Tensor& x, const Tensor& base, int64_t m, int64_t k,
+                       int64_t nout, const WeightFormat& f) {
+    const int ai = MatchAdapter(plan_.adapters, name);
+    if (ai < 0) return base;
+    const AdapterRule& a = plan_.adapters[static_cast<size_t>(ai)];
+    ++adapter_hits_[static_cast<size_t>(ai)];
+    if (a.rank > std::min(k, nout)) {
+      throw MakeConfigError(a.where, "rank",
+                            "rank " + std::to_string(a.rank) + " exceeds min(in, out) = " +
+                                std::to_string(std::min(k, nout)) + " of " + name + " (" + std::to_string(k) + " x " +
+                                std::to_string(nout) + ", pattern '" + a.pattern + "')",
+                            "a rank <= " + std::to_string(std::min(k, nout)),
+                            "a LoRA update of higher rank than the weight itself is not low-rank");
+    }
+    if (a.mode == AdapterMode::kMerged) {
+      if (f.Quantized()) merged_quantized_[static_cast<size_t>(ai)].insert(f.Label());
+      return base;
+    }
+    const double bpe = AdapterBytesPerElement(a.dtype);
+    const LinearFormat lf = a.dtype == AdapterDtype::kF32   ? LinearFormat::kF32
+                            : a.dtype == AdapterDtype::kF16 ? LinearFormat::kF16
+                                                            : LinearFormat::kBf16;
+    const std::string fmt_label = "LoRA r" + std::to_string(a.rank) + " " + AdapterDtypeName(a.dtype);
+    OpNode sa;
+    sa.name = name + ".lora_A";
+    sa.kind = OpKind::kLinear;
+    sa.layer = layer;
+    sa.m = m;
+    sa.k = k;
+    sa.n = a.rank;
+    sa.flops = kMultiplyAddOps * static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(a.rank);
+    sa.weight_bytes = static_cast<double>(k) * static_cast<double>(a.rank) * bpe;
+    sa.format = fmt_label;
+    sa.linear_format = lf;
+    OpVertex va = Add(sa, {x});
+    Tensor low = Out(va, sa.name + ".out", static_cast<double>(m * a.rank) * kActBytes);
+    OpNode sb = sa;
+    sb.name = name + ".lora_B";
+    sb.k = a.rank;
+    sb.n = nout;
+    sb.flops = kMultiplyAddOps * static_cast<double>(m) * static_cast<double>(a.rank) * static_cast<double>(nout) +
+               kResidualAddOps * static_cast<double>(m) * static_cast<double>(nout);
+    sb.weight_bytes = static_cast<double>(a.rank) * static_cast<double>(nout) * bpe;
+    OpVertex vb = Add(sb, {low, base});
+    return Out(vb, name + ".lora_out", static_cast<double>(m * nout) * kActBytes);
   }
 
   Tensor Elementwise(const std::string& name, OpKind kind, int layer, const std::vector<Tensor>& in,
@@ -351,6 +415,7 @@ class Builder {
                         (1.0 - std::pow(1.0 - static_cast<double>(K) / static_cast<double>(E), tokens));
     auto expert = [&](const std::string& name, const Tensor& in, int64_t k, int64_t nout, bool unpack) {
       const WeightFormat f = FormatFor(name, k);
+      RefuseExpertAdapter(name);
       OpNode n;
       n.name = name;
       n.kind = OpKind::kLinear;
@@ -364,6 +429,9 @@ class Builder {
       n.weight_bytes = used * ((f.Quantized() || f.ggml ? f.ValueBytes(w) : w * kActBytes) +
                                (arch_.mlp_bias ? static_cast<double>(nout) * kActBytes : 0.0));
       n.weight_meta_bytes = used * f.MetadataBytes(w);
+      // Every expert is held in memory, not only the ones this step selects.
+      n.stored_weight_bytes = n.weight_bytes / used * static_cast<double>(E) +
+                              static_cast<double>(E) * f.MetadataBytes(w);
       // Unpacking the selected experts' low-bit weights: one op per weight bit.
       if (unpack && f.Quantized()) {
         n.expert_unpack_ops = used * w * f.bits;
@@ -402,6 +470,7 @@ class Builder {
     const double qk_elems = static_cast<double>(tokens_ * (num_heads_ + num_kv_heads_) * head_dim_);
     r.flops = kRopeOps * qk_elems;
     r.weight_bytes = static_cast<double>(seq_tokens_ * head_dim_) * kActBytes * 2;
+    r.stored_weight_bytes = 0;  // cos/sin rows are computed per position, not stored parameters
     OpVertex vr = Add(r, {q, k});
     Tensor qr = Out(vr, p + "attn.q_rot", static_cast<double>(tokens_ * num_heads_ * head_dim_) * kActBytes);
     Tensor kr = qr;
@@ -427,7 +496,26 @@ class Builder {
     Add(n, {logits});
   }
 
+  void RefuseExpertAdapter(const std::string& name) const {
+    const int ai = MatchAdapter(plan_.adapters, name);
+    if (ai < 0) return;
+    const AdapterRule& a = plan_.adapters[static_cast<size_t>(ai)];
+    throw MakeConfigError(a.where, "pattern",
+                          "pattern '" + a.pattern + "' matches the routed-expert linear " + name +
+                              ": adapters on routed experts are not modelled",
+                          "a pattern over dense, attention or shared-expert linears",
+                          "narrow the pattern, e.g. '*.mlp.gate_proj' or '*.attn.q_proj'");
+  }
+
   void CheckPlanUse() const {
+    for (size_t a = 0; a < plan_.adapters.size(); ++a) {
+      if (adapter_hits_[a] == 0) {
+        throw MakeConfigError(plan_.adapters[a].where, "pattern",
+                              "adapter pattern '" + plan_.adapters[a].pattern + "' matches no linear of " + arch_.name,
+                              "a glob over linear names such as '*.mlp.gate_proj' or '*.attn.q_proj'",
+                              "list the operators with `lifeline explain --model " + arch_.name + " --per-layer`");
+      }
+    }
     for (size_t r = 0; r < plan_.rules.size(); ++r) {
       if (hits_[r] == 0) {
         throw MakeConfigError(plan_.rules[r].where, "pattern",
@@ -465,6 +553,8 @@ class Builder {
   BuildOptions options_;
   OpGraph g_;
   std::vector<int> hits_;
+  std::vector<int> adapter_hits_;                     // linears each plan adapter matched
+  std::vector<std::set<std::string>> merged_quantized_;  // quantized formats each merged adapter folds into
   std::set<int> group_has_leader_;
   int next_tensor_ = 0;
   int next_group_ = 0;

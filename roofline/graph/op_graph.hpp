@@ -73,6 +73,10 @@ struct OpNode {
   int expert_unpack_bits = 0;    // weight format of that unpacking (selects the device efficiency)
   double weight_bytes = 0;       // packed weight values (+ biases, norm gains)
   double weight_meta_bytes = 0;  // per-group scales and zero points
+  // Parameters this op holds in memory when they differ from those it reads in
+  // one step (all experts of a MoE layer, the whole embedding table, none for
+  // RoPE's per-position rows); unset: weight_bytes + weight_meta_bytes.
+  std::optional<double> stored_weight_bytes;
   double act_read_bytes = 0;     // activations read from memory (derived from edges)
   double act_read_bytes_per_ctx = 0;
   double act_write_bytes = 0;    // activations written to memory (derived from edges)
@@ -130,6 +134,9 @@ struct ModelGraph {
   QuantPlan plan;
   BuildOptions options;
   std::vector<OpVertex> order;  // topological order
+  // What the deployed model does differently from the plan as written
+  // (adapters merged into quantized weights are re-quantized).
+  std::vector<std::string> notes;
 };
 
 // The device-efficiency format of a plan weight format: its ggml type when
