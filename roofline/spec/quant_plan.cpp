@@ -158,6 +158,7 @@ QuantPlan ParseQuantPlan(const YAML::Node& root, const std::string& file, const 
     else throw MakeConfigError(m.WhereKey("kv_cache_dtype"), "kv_cache_dtype", "unknown dtype '" + *kv + "'",
                                "bf16, f16, int8 or int4", "");
   }
+  if (m.Has("adapters")) p.adapters = ParseAdapters(m.Node("adapters"), file);
   YAML::Node rules = m.Node("rules");
   if (!rules.IsSequence() || rules.size() == 0) {
     throw MakeConfigError(Where(file, rules), "rules", "is not a non-empty list",

@@ -10,6 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "roofline/spec/adapters.hpp"
 #include "roofline/spec/ggml_format.hpp"
 #include "roofline/spec/model_arch.hpp"
 
@@ -56,6 +57,7 @@ struct QuantPlan {
   std::vector<QuantRule> rules;   // first match wins; unmatched linears stay BF16
   KvDtype kv_dtype = KvDtype::kBf16;
   std::string source;             // file or "preset"
+  std::vector<AdapterRule> adapters;  // LoRA adapters (`adapters:`), first match wins; none by default
 
   // Format for a linear named `op_name`; sets *rule_index (or -1 when none).
   WeightFormat FormatFor(const std::string& op_name, int* rule_index = nullptr) const;
