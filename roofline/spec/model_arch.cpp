@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "common/paths.hpp"
 #include "common/yaml_util.hpp"
+#include "roofline/spec/hf_config.hpp"
 
 namespace lifeline {
 namespace {
@@ -16,62 +17,8 @@ namespace {
 // ValidateModelArch with the position of each key: `where(key)`.
 void ValidateModelArchAt(const ModelArch& a, const std::function<std::string(const std::string&)>& where);
 
-AttentionKind ParseLayerType(const std::string& s, const std::string& where, const std::string& key) {
-  if (s == "full_attention") return AttentionKind::kFull;
-  if (s == "sliding_attention") return AttentionKind::kSliding;
-  throw MakeConfigError(where, key, "unknown layer type '" + s + "'",
-                        "'full_attention' or 'sliding_attention'", "");
-}
-
 ModelArch FromYaml(const std::filesystem::path& path) {
   return ParseModelArch(LoadYamlFile(path), path.string(), path.stem().string());
-}
-
-ModelArch FromYamlNode(const YAML::Node& root, const std::string& file, const std::string& default_name) {
-  StrictMap m(root, file);
-  ModelArch a;
-  a.name = m.OptionalString("name").value_or(default_name);
-  m.Allow("source");  // citation of the numbers, documentation only
-  a.model_type = m.String("model_type");
-  a.hidden_size = m.PositiveInteger("hidden_size");
-  a.intermediate_size = m.PositiveInteger("intermediate_size");
-  a.num_hidden_layers = m.PositiveInteger("num_hidden_layers");
-  a.num_attention_heads = m.PositiveInteger("num_attention_heads");
-  a.num_key_value_heads = m.PositiveInteger("num_key_value_heads");
-  a.head_dim = m.OptionalInteger("head_dim").value_or(0);
-  a.vocab_size = m.PositiveInteger("vocab_size");
-  a.max_position_embeddings = m.OptionalInteger("max_position_embeddings").value_or(0);
-  a.tie_word_embeddings = m.OptionalBool("tie_word_embeddings").value_or(false);
-  a.attention_bias = m.OptionalBool("attention_bias").value_or(false);
-  a.mlp_bias = m.OptionalBool("mlp_bias").value_or(false);
-  a.rms_norm_eps = m.OptionalNumber("rms_norm_eps").value_or(1e-6);
-  a.rope_theta = m.OptionalNumber("rope_theta").value_or(10000.0);
-  a.hidden_act = m.OptionalString("hidden_act").value_or("silu");
-  a.num_local_experts = m.OptionalInteger("num_local_experts").value_or(0);
-  a.num_experts_per_tok = m.OptionalInteger("num_experts_per_tok").value_or(0);
-  a.sliding_window = m.OptionalInteger("sliding_window").value_or(0);
-  CheckModelLimits(a, [&](const std::string& key) { return m.WhereKey(key); });
-  if (m.Has("layer_types")) {
-    YAML::Node lt = m.Node("layer_types");
-    if (!lt.IsSequence()) {
-      throw MakeConfigError(Where(file, lt), "layer_types", "is not a list",
-                            "a list with one 'full_attention' or 'sliding_attention' per layer", "");
-    }
-    if (static_cast<int64_t>(lt.size()) != a.num_hidden_layers) {
-      throw MakeConfigError(Where(file, lt), "layer_types",
-                            "has " + std::to_string(lt.size()) + " entries for " +
-                                std::to_string(a.num_hidden_layers) + " layers",
-                            "one entry per layer", "");
-    }
-    for (const auto& item : lt) {
-      a.layer_types.push_back(ParseLayerType(item.as<std::string>(), Where(file, item), "layer_types"));
-    }
-  }
-  m.Finish();
-  if (a.head_dim == 0) a.head_dim = a.hidden_size / a.num_attention_heads;
-  a.qk_norm = (a.model_type == "qwen3");
-  ValidateModelArchAt(a, [&](const std::string& key) { return m.WhereKey(key); });
-  return a;
 }
 
 ModelArch FromJson(const std::filesystem::path& path) {
@@ -80,94 +27,18 @@ ModelArch FromJson(const std::filesystem::path& path) {
   if (!in) throw MakeConfigError(file, "", "cannot open file", "a readable config.json", "check the path");
   std::stringstream ss;
   ss << in.rdbuf();
-  const std::string text = ss.str();
   std::map<std::string, std::string> key_where;  // top-level key -> file:line:col
-  const nlohmann::json j = ParseJsonStrict(text, file, &key_where);
+  const nlohmann::json j = ParseJsonStrict(ss.str(), file, &key_where);
   if (!j.is_object()) throw MakeConfigError(file, "", "not a JSON object", "a Hugging Face config.json", "");
-  auto where = [&](const std::string& key) {
-    // HF spells some keys differently per family; point at the one present.
-    for (const std::string& k : {key, key == "num_local_experts" ? std::string("num_experts")
-                                      : key == "num_experts_per_tok" ? std::string("experts_per_token")
-                                                                     : std::string()}) {
-      if (key_where.count(k)) return key_where.at(k);
-    }
-    return file;
-  };
-  auto get_int = [&](const char* key, bool required, int64_t fallback) -> int64_t {
-    if (!j.contains(key) || j[key].is_null()) {
-      if (required) {
-        throw MakeConfigError(file, key, "missing required key", "an integer",
-                              "is this a Hugging Face config.json of a decoder-only model?");
-      }
-      return fallback;
-    }
-    if (!j[key].is_number_integer()) {
-      throw MakeConfigError(where(key), key, "is not an integer (" + j[key].dump() + ")", "an integer", "");
-    }
-    return j[key].get<int64_t>();
-  };
-  auto get_bool = [&](const char* key, bool fallback) {
-    if (!j.contains(key) || j[key].is_null()) return fallback;
-    if (!j[key].is_boolean()) throw MakeConfigError(where(key), key, "is not a boolean", "true or false", "");
-    return j[key].get<bool>();
-  };
-  auto get_num = [&](const char* key, double fallback) {
-    if (!j.contains(key) || j[key].is_null()) return fallback;
-    if (!j[key].is_number()) throw MakeConfigError(where(key), key, "is not a number", "a number", "");
-    return j[key].get<double>();
-  };
-  ModelArch a;
-  a.name = path.parent_path().filename().string();
-  if (a.name.empty() || a.name == ".") a.name = path.stem().string();
-  a.model_type = j.value("model_type", std::string("llama"));
-  a.hidden_size = get_int("hidden_size", true, 0);
-  a.intermediate_size = get_int("intermediate_size", true, 0);
-  a.num_hidden_layers = get_int("num_hidden_layers", true, 0);
-  a.num_attention_heads = get_int("num_attention_heads", true, 0);
-  a.num_key_value_heads = get_int("num_key_value_heads", false, a.num_attention_heads);
-  a.head_dim = get_int("head_dim", false, 0);
-  a.vocab_size = get_int("vocab_size", true, 0);
-  a.max_position_embeddings = get_int("max_position_embeddings", false, 0);
-  a.tie_word_embeddings = get_bool("tie_word_embeddings", false);
-  a.attention_bias = get_bool("attention_bias", false);
-  a.mlp_bias = get_bool("mlp_bias", false);
-  a.rms_norm_eps = get_num("rms_norm_eps", 1e-6);
-  a.rope_theta = get_num("rope_theta", 10000.0);
-  if (j.contains("hidden_act") && j["hidden_act"].is_string()) a.hidden_act = j["hidden_act"].get<std::string>();
-  a.num_local_experts = get_int("num_local_experts", false, get_int("num_experts", false, 0));
-  a.num_experts_per_tok = get_int("num_experts_per_tok", false, get_int("experts_per_token", false, 0));
-  a.sliding_window = get_int("sliding_window", false, 0);
-  CheckModelLimits(a, where);
-  if (j.contains("layer_types") && j["layer_types"].is_array()) {
-    if (static_cast<int64_t>(j["layer_types"].size()) != a.num_hidden_layers) {
-      throw MakeConfigError(where("layer_types"), "layer_types",
-                            "has " + std::to_string(j["layer_types"].size()) + " entries for " +
-                                std::to_string(a.num_hidden_layers) + " layers",
-                            "one entry per layer", "");
-    }
-    for (const auto& t : j["layer_types"]) {
-      if (!t.is_string()) {
-        throw MakeConfigError(where("layer_types"), "layer_types", "an entry is not a string (" + t.dump() + ")",
-                              "'full_attention' or 'sliding_attention'", "");
-      }
-      a.layer_types.push_back(ParseLayerType(t.get<std::string>(), where("layer_types"), "layer_types"));
-    }
-  }
-  // Models such as Qwen2 carry sliding_window with use_sliding_window=false.
-  if (j.contains("use_sliding_window") && j["use_sliding_window"].is_boolean() &&
-      !j["use_sliding_window"].get<bool>()) {
-    a.sliding_window = 0;
-  }
-  if (a.head_dim == 0 && a.num_attention_heads > 0) a.head_dim = a.hidden_size / a.num_attention_heads;
-  a.qk_norm = (a.model_type == "qwen3" || a.model_type == "qwen3_moe");
-  ValidateModelArchAt(a, where);
-  return a;
+  std::string name = path.parent_path().filename().string();
+  if (name.empty() || name == ".") name = path.stem().string();
+  return ArchFromConfigKeys(ConfigKeysFromJson(j, file, key_where), file, name, /*strict=*/false);
 }
 
 }  // namespace
 
 ModelArch ParseModelArch(const YAML::Node& root, const std::string& file, const std::string& default_name) {
-  return FromYamlNode(root, file, default_name);
+  return ArchFromConfigKeys(ConfigKeysFromYaml(root, file), file, default_name, /*strict=*/true);
 }
 
 void CheckModelLimits(const ModelArch& a, const std::function<std::string(const std::string&)>& where_of) {
@@ -190,6 +61,13 @@ void CheckModelLimits(const ModelArch& a, const std::function<std::string(const 
   cap(a.num_local_experts, "num_local_experts", kMaxLocalExperts, " experts");
   cap(a.num_experts_per_tok, "num_experts_per_tok", kMaxLocalExperts, " experts");
   cap(a.sliding_window, "sliding_window", kMaxSlidingWindow, " tokens");
+  cap(a.moe_intermediate_size, "moe_intermediate_size", kMaxIntermediateSize, "");
+  cap(a.num_shared_experts, "num_shared_experts", kMaxLocalExperts, " experts");
+  cap(a.q_lora_rank, "q_lora_rank", kMaxHiddenSize, "");
+  cap(a.kv_lora_rank, "kv_lora_rank", kMaxHiddenSize, "");
+  cap(a.qk_nope_head_dim, "qk_nope_head_dim", kMaxHeadDim, "");
+  cap(a.qk_rope_head_dim, "qk_rope_head_dim", kMaxHeadDim, "");
+  cap(a.v_head_dim, "v_head_dim", kMaxHeadDim, "");
 }
 
 namespace {
@@ -232,6 +110,14 @@ void ValidateModelArchAt(const ModelArch& a, const std::function<std::string(con
                               std::to_string(a.num_hidden_layers) + " layers",
                           "one entry per layer", "");
   }
+  if (a.IsMla() && (a.qk_nope_head_dim <= 0 || a.qk_rope_head_dim <= 0 || a.v_head_dim <= 0)) {
+    throw MakeConfigError(where("kv_lora_rank"), "kv_lora_rank", "multi-head latent attention without its head sizes",
+                          "qk_nope_head_dim, qk_rope_head_dim and v_head_dim > 0", "");
+  }
+  if (!a.moe_layers.empty() && static_cast<int64_t>(a.moe_layers.size()) != a.num_hidden_layers) {
+    throw InternalError("moe_layers has " + std::to_string(a.moe_layers.size()) + " entries for " +
+                        std::to_string(a.num_hidden_layers) + " layers");
+  }
   for (auto t : a.layer_types) {
     if (t == AttentionKind::kSliding && a.sliding_window <= 0) {
       throw MakeConfigError(where("sliding_window"), "sliding_window", "sliding_attention layers without a window",
@@ -246,15 +132,75 @@ void ValidateModelArch(const ModelArch& a, const std::string& where) {
   ValidateModelArchAt(a, [&](const std::string&) { return where; });
 }
 
-int64_t ModelArch::ParameterCount() const {
-  const int64_t h = hidden_size, q = num_attention_heads * head_dim, kv = num_key_value_heads * head_dim;
+void ValidateModelArch(const ModelArch& a, const std::function<std::string(const std::string&)>& where_of) {
+  ValidateModelArchAt(a, where_of);
+}
+
+bool ModelArch::HasSlidingLayers() const {
+  return sliding_window > 0 &&
+         std::any_of(layer_types.begin(), layer_types.end(), [](AttentionKind k) { return k == AttentionKind::kSliding; });
+}
+
+namespace {
+
+// Parameters of one layer's attention block (projections, biases, q/k norms,
+// MLA's latent norms, attention sinks).
+int64_t AttentionParams(const ModelArch& a) {
+  const int64_t h = a.hidden_size, H = a.num_attention_heads;
+  if (a.IsMla()) {
+    const int64_t qk = a.qk_nope_head_dim + a.qk_rope_head_dim;
+    const int64_t q = a.q_lora_rank > 0 ? h * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * H * qk : h * H * qk;
+    const int64_t kv = h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank +
+                       a.kv_lora_rank * H * (a.qk_nope_head_dim + a.v_head_dim);
+    return q + kv + H * a.v_head_dim * h + (a.attention_bias ? H * qk + a.kv_lora_rank + a.qk_rope_head_dim + h : 0);
+  }
+  const int64_t q = H * a.head_dim, kv = a.num_key_value_heads * a.head_dim;
   int64_t attn = h * q + 2 * h * kv + q * h;
-  if (attention_bias) attn += q + 2 * kv + h;
-  if (qk_norm) attn += 2 * head_dim;
-  int64_t mlp = 3 * h * intermediate_size + (mlp_bias ? 2 * intermediate_size + h : 0);
-  if (IsMoe()) mlp = num_local_experts * mlp + h * num_local_experts + num_local_experts;
-  const int64_t layer = attn + mlp + 2 * h;
-  return vocab_size * h * (tie_word_embeddings ? 1 : 2) + num_hidden_layers * layer + h;
+  if (a.attention_bias) attn += q + 2 * kv + h;
+  if (a.qkv_bias) attn += q + 2 * kv;
+  if (a.qk_norm) attn += 2 * a.head_dim;
+  if (a.attention_sinks) attn += H;
+  return attn;
+}
+
+int64_t FfnParams(const ModelArch& a, int64_t inner, bool bias) {
+  return 3 * a.hidden_size * inner + (bias ? 2 * inner + a.hidden_size : 0);
+}
+
+// Parameters of the whole model with `routed` routed experts per MoE layer.
+int64_t CountParameters(const ModelArch& a, int64_t routed) {
+  const int64_t h = a.hidden_size;
+  int64_t layers = 0;
+  for (int64_t l = 0; l < a.num_hidden_layers; ++l) {
+    int64_t ffn = 0;
+    if (a.LayerIsMoe(l)) {
+      const int64_t E = a.num_local_experts;
+      ffn = routed * FfnParams(a, a.ExpertIntermediateSize(), a.mlp_bias) + h * E + (a.router_bias ? E : 0);
+      if (a.shared_expert_intermediate_size > 0) ffn += FfnParams(a, a.shared_expert_intermediate_size, false);
+    } else {
+      ffn = FfnParams(a, a.intermediate_size, a.mlp_bias);
+    }
+    layers += AttentionParams(a) + ffn + (a.sandwich_norms ? 4 : 2) * h;
+  }
+  return a.vocab_size * h * (a.tie_word_embeddings ? 1 : 2) + layers + h;
+}
+
+}  // namespace
+
+int64_t ModelArch::ParameterCount() const { return CountParameters(*this, num_local_experts); }
+
+int64_t ModelArch::TotalParameterCount() const { return ParameterCount(); }
+
+int64_t ModelArch::ActiveParameterCount() const { return CountParameters(*this, num_experts_per_tok); }
+
+std::vector<std::string> ModelWarnings(const ModelArch& arch, int64_t context_tokens) {
+  std::vector<std::string> w = arch.warnings;
+  if (arch.max_position_embeddings > 0 && context_tokens > arch.max_position_embeddings) {
+    w.push_back("context " + std::to_string(context_tokens) + " tokens is beyond " + arch.name +
+                "'s max_position_embeddings of " + std::to_string(arch.max_position_embeddings) +
+                ": the model was not built for it (the cost is still computed)");
+  }
+  return w;
 }
 
 std::filesystem::path DefaultModelZooDir() { return ModelZooDir(); }
