@@ -143,6 +143,11 @@ CompiledGraph::CompiledGraph(const ModelGraph& g) : phase_(g.options.phase), bat
   }
 }
 
+void CompiledGraph::SlotSecondsPerOp(const DeviceSpec& d, std::vector<double>& out) const {
+  out.resize(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) out[i] = InvRate(d, slots_[i]);
+}
+
 double CompiledGraph::StepSeconds(const DeviceSpec& d, int64_t context_tokens) const {
   // Seconds per op for the efficiency slots this graph uses only (a handful).
   double inv[kSlotCount];

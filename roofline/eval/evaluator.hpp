@@ -60,8 +60,12 @@ class CompiledGraph {
   size_t TermCount() const { return terms_.size(); }
   Phase phase() const { return phase_; }
   int64_t batch() const { return batch_; }
+  // Seconds per operation on `d` for each efficiency slot the terms use, in
+  // the order Term::compute_rate and Term::unpack_rate index (reuses `out`).
+  void SlotSecondsPerOp(const DeviceSpec& d, std::vector<double>& out) const;
 
  private:
+  friend class ContextProfile;  // folds the terms on one device (context_profile.hpp)
   struct Term {
     double flops, flops_per_ctx, unpack_ops, bytes, bytes_per_ctx, dispatches, head_dispatches, count;
     int64_t cap;

@@ -205,13 +205,17 @@ namespace internal {
 double Elastic(double& field, const std::function<double()>& f) {
   const double x = field;
   if (!(x > 0)) return 0;
-  const double h = 1e-3;
+  const double h = kElasticStep;
   field = x * (1 + h);
   const double up = f();
   field = x * (1 - h);
   const double down = f();
   field = x;
-  return (std::log(up) - std::log(down)) / (std::log1p(h) - std::log1p(-h));
+  return ElasticFromValues(up, down);
+}
+
+double ElasticFromValues(double up, double down) {
+  return (std::log(up) - std::log(down)) / (std::log1p(kElasticStep) - std::log1p(-kElasticStep));
 }
 
 }  // namespace internal

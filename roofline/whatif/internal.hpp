@@ -18,5 +18,9 @@ const std::vector<DeviceField>& DeviceFields();
 
 // d ln f / d ln x by a central difference on x's field (+-0.1%).
 double Elastic(double& field, const std::function<double()>& f);
+// Elastic's relative step, and its result from f at x (1 + step) and x (1 - step)
+// for callers that evaluate f on those two points themselves.
+inline constexpr double kElasticStep = 1e-3;
+double ElasticFromValues(double up, double down);
 
 }  // namespace lifeline::whatif::internal
