@@ -70,6 +70,10 @@ class Builder {
     CheckRunValue(o.batch, kMaxBatch, "--batch", "batch", "sequences");
     if (o.phase == Phase::kPrefill) {
       CheckRunValue(o.prompt_tokens, kMaxPromptTokens, "--prompt", "prompt_tokens", "tokens");
+      if (o.past_tokens < 0 || o.past_tokens > kMaxContextTokens) {
+        throw MakeConfigError("past_tokens", "past_tokens", "must be in 0.." + std::to_string(kMaxContextTokens),
+                              "cached tokens before the prefill step", "");
+      }
       if (o.batch * o.prompt_tokens > kMaxTokensPerStep) {
         throw MakeConfigError("--prompt", "prompt_tokens",
                               "batch " + std::to_string(o.batch) + " x prompt " + std::to_string(o.prompt_tokens) +
@@ -93,11 +97,13 @@ class Builder {
     Tensor h = Embedding(ids);
     for (int64_t l = 0; l < arch_.num_hidden_layers; ++l) h = Layer(static_cast<int>(l), h);
     Tensor n = Norm("model.norm", -1, h, hidden_);
-    // Prefill computes logits for the last position of each sequence only.
+    // Prefill computes logits for the last position of each sequence only
+    // (every position with `all_logits`).
+    const int64_t logit_rows = options_.all_logits ? tokens_ : batch_;
     Tensor last = n;
-    last.bytes = static_cast<double>(batch_ * hidden_) * kActBytes;
-    Tensor logits = Linear("lm_head", -1, last, batch_, hidden_, arch_.vocab_size, false);
-    Sampling(logits);
+    last.bytes = static_cast<double>(logit_rows * hidden_) * kActBytes;
+    Tensor logits = Linear("lm_head", -1, last, logit_rows, hidden_, arch_.vocab_size, false);
+    Sampling(logits, logit_rows);
     CheckPlanUse();
     DeriveActivationTraffic();
     ModelGraph mg;
@@ -151,15 +157,25 @@ class Builder {
     return v;
   }
   // Attended context length is resolved at evaluation for decode; prefill
-  // attends over the prompt (causal), counted here.
+  // attends over the prompt (causal) and the `past_tokens` before it,
+  // counted here.
   double PrefillPairs(int64_t cap) const {
-    // sum over positions p = 1..P of min(p, cap)
-    double s = 0;
-    const int64_t w = cap > 0 ? cap : seq_tokens_;
-    const int64_t full = std::min(seq_tokens_, w);
-    s = static_cast<double>(full) * static_cast<double>(full + 1) / 2.0;
-    if (seq_tokens_ > w) s += static_cast<double>(seq_tokens_ - w) * static_cast<double>(w);
-    return s;
+    // sum over the step's positions p = past+1..past+P of min(p, cap)
+    const int64_t past = options_.past_tokens;
+    if (cap <= 0) {
+      return static_cast<double>(seq_tokens_) * static_cast<double>(past) +
+             static_cast<double>(seq_tokens_) * static_cast<double>(seq_tokens_ + 1) / 2.0;
+    }
+    const int64_t below = std::clamp<int64_t>(cap - past, 0, seq_tokens_);  // positions with p <= cap
+    return static_cast<double>(below) * static_cast<double>(past) +
+           static_cast<double>(below) * static_cast<double>(below + 1) / 2.0 +
+           static_cast<double>(seq_tokens_ - below) * static_cast<double>(cap);
+  }
+  // Distinct cached positions a prefill step reads: its own P tokens and the
+  // past ones in reach (within the window: the last cap - 1).
+  double PrefillKvPositions(int64_t cap) const {
+    const int64_t past = options_.past_tokens;
+    return static_cast<double>(seq_tokens_ + (cap > 0 ? std::min(past, cap - 1) : past));
   }
 
   // The plan's format for a linear with input dimension k; counts the rule's
@@ -345,7 +361,7 @@ class Builder {
         n.kv_read_bytes_per_ctx = kv_per_token;
       } else {
         n.flops = pairs * ops_per_pair;
-        n.kv_read_bytes = kv_per_token * static_cast<double>(seq_tokens_);
+        n.kv_read_bytes = kv_per_token * PrefillKvPositions(cap);
       }
       OpVertex v = Add(n, {q});
       return Out(v, p + "attention.out", out_bytes);
@@ -373,10 +389,10 @@ class Builder {
       pv.kv_read_bytes_per_ctx = kv_per_token / 2;
     } else {
       qk.flops = pairs * mm_ops;
-      qk.kv_read_bytes = kv_per_token * static_cast<double>(seq_tokens_) / 2;
+      qk.kv_read_bytes = kv_per_token * PrefillKvPositions(cap) / 2;
       sm.flops = pairs * sm_ops;
       pv.flops = pairs * mm_ops;
-      pv.kv_read_bytes = kv_per_token * static_cast<double>(seq_tokens_) / 2;
+      pv.kv_read_bytes = kv_per_token * PrefillKvPositions(cap) / 2;
     }
     OpVertex vqk = Add(qk, {q});
     Tensor scores = decode ? Out(vqk, p + "scores", 0, score_elems_per_ctx * kActBytes)
@@ -487,12 +503,12 @@ class Builder {
                        kResidualAddOps);
   }
 
-  void Sampling(const Tensor& logits) {
+  void Sampling(const Tensor& logits, int64_t rows) {
     OpNode n;
     n.name = "sampling";
     n.kind = OpKind::kSampling;
-    n.flops = kSamplingOps * static_cast<double>(batch_ * arch_.vocab_size);
-    n.act_write_bytes = static_cast<double>(batch_) * kTokenIdBytes;
+    n.flops = kSamplingOps * static_cast<double>(rows * arch_.vocab_size);
+    n.act_write_bytes = static_cast<double>(rows) * kTokenIdBytes;
     Add(n, {logits});
   }
 

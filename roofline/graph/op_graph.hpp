@@ -111,6 +111,13 @@ struct BuildOptions {
   Phase phase = Phase::kDecode;
   int64_t batch = 1;          // sequences decoded together
   int64_t prompt_tokens = 0;  // prefill length (Phase::kPrefill)
+  // Prefill: tokens already in the KV cache before this step, which the
+  // prompt's tokens also attend (a later chunk of a chunked prefill, the k+1
+  // tokens a speculative-decoding target verifies); 0 = a whole prompt.
+  int64_t past_tokens = 0;
+  // Prefill: LM head and sampling at every position (a speculative-decoding
+  // target scores each drafted token) instead of the last one of each sequence.
+  bool all_logits = false;
 };
 
 // Run limits, listed in roofline/README.md: far above any deployed context
