@@ -10,10 +10,13 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
+
 #include "common/error.hpp"
 #include "common/paths.hpp"
 #include "roofline/eval/context_profile.hpp"
 #include "roofline/eval/evaluator.hpp"
+#include "roofline/eval/parallel.hpp"
 #include "roofline/whatif/internal.hpp"
 #include "roofline/whatif/whatif.hpp"
 
@@ -92,6 +95,41 @@ TEST(ContextProfile, EqualsOperatorByOperatorEvaluationForEveryZooModel) {
   EXPECT_GE(graphs, static_cast<int>(models.size()) * 4);
   EXPECT_GT(windowed, 0);  // gpt-oss-20b exact: sliding layers
   EXPECT_GT(moe, 0);
+}
+
+// Attached LoRA adapters, an fp8 KV cache, batch 8 and tensor-parallel shards
+// (each device's graph) of dense, MoE, sliding-window and MLA models.
+TEST(ContextProfile, EqualsOperatorByOperatorEvaluationWithAdaptersFp8KvAndShards) {
+  const DeviceSpec d = ResolveDeviceSpec("nvidia_h100_sxm");
+  int graphs = 0;
+  for (const char* name : {"llama-3.1-8b", "gpt-oss-20b", "gemma-2-9b", "deepseek-v2-lite", "mixtral-8x7b"}) {
+    const ModelArch full = ResolveModelArch(name);
+    for (int64_t tp : {1, 2}) {
+      const ModelArch a = tp == 1 ? full : ShardArch(full, tp, "--tp");
+      const std::string adapters = full.IsMoe()
+                                       ? "adapters: [{pattern: \"*.attn.o_proj\", rank: 16, dtype: f32}]\n"
+                                       : "adapters: [{pattern: \"*.mlp.gate_proj\", rank: 32}, "
+                                         "{pattern: \"*.attn.o_proj\", rank: 16, dtype: f32}]\n";
+      QuantPlan plan = ParseQuantPlan(
+          YAML::Load("name: w4-lora\nkv_cache_dtype: fp8\nrules: [{pattern: \"*\", bits: 4, group_size: 64}]\n" +
+                     adapters),
+          "test plan", "w4-lora");
+      BuildOptions o;
+      o.fidelity = Fidelity::kExact;
+      o.batch = 8;
+      ModelGraph g;
+      try {
+        g = BuildModelGraph(a, plan, o);
+      } catch (const ConfigError&) {
+        // Group size 64 does not divide every shard; the bf16 plan with the same adapters does.
+        plan.rules.clear();
+        g = BuildModelGraph(a, plan, o);
+      }
+      ExpectProfileMatches(g, d, std::string(name) + " tp " + std::to_string(tp));
+      ++graphs;
+    }
+  }
+  EXPECT_EQ(graphs, 10);
 }
 
 TEST(ContextProfile, PrefillIsOneConstantEqualToTheStep) {
