@@ -30,7 +30,7 @@ AccuracyRecovery ComputeAccuracyRecovery(double teacher, double quantized, doubl
 MetricDirection DirectionOfMetric(const std::string& metric) {
   std::string m;
   for (char c : metric) m.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  for (const char* key : {"ppl", "perplexity", "nll", "loss", "kl"})
+  for (const char* key : {"ppl", "perplexity", "nll", "loss", "kl", "bits_per_byte"})
     if (m.find(key) != std::string::npos) return MetricDirection::kLowerIsBetter;
   return MetricDirection::kHigherIsBetter;
 }

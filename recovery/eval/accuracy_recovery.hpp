@@ -30,7 +30,7 @@ AccuracyRecovery ComputeAccuracyRecovery(double teacher, double quantized, doubl
                                          MetricDirection direction);
 
 // Direction from a metric name: names containing "ppl", "perplexity", "nll",
-// "loss" or "kl" are lower-is-better, everything else (acc, acc_norm, top1,
+// "loss", "kl" or "bits_per_byte" are lower-is-better, everything else (acc, acc_norm, top1,
 // mc1, mc2, exact_match) higher-is-better.
 MetricDirection DirectionOfMetric(const std::string& metric);
 

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "recovery/eval/jsonl.hpp"
 #include "recovery/eval/text_metrics.hpp"
 #include "common/error.hpp"
 
@@ -71,28 +72,6 @@ std::vector<std::string> SplitLines(const std::string& text) {
   return lines;
 }
 
-// Calls fn(json, line number) for each non-empty line of a jsonl file, up to `limit` lines.
-template <typename Fn>
-void ForEachJsonLine(const fs::path& path, int64_t limit, Fn fn) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(fmt::format("{}: cannot open data file", path.string()));
-  std::string line;
-  int64_t line_no = 0, count = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;
-    if (limit > 0 && count >= limit) break;
-    json j;
-    try {
-      j = json::parse(line);
-      fn(j, line_no);
-    } catch (const json::exception& e) {
-      throw ConfigError(fmt::format("{}:{}: malformed item ({})", path.string(), line_no, e.what()));
-    }
-    ++count;
-  }
-}
-
 std::vector<std::string> StringArray(const json& j, const fs::path& path, int64_t line,
                                      const char* key) {
   if (!j.contains(key) || !j[key].is_array())
@@ -111,9 +90,7 @@ int64_t Gold(const json& j, const fs::path& path, int64_t line, const char* key,
 }
 
 std::string Key(const json& j, const fs::path& path, int64_t line, const char* key) {
-  if (!j.contains(key) || !j[key].is_string())
-    throw ConfigError(fmt::format("{}:{}: key '{}': missing or not a string", path.string(), line, key));
-  return j[key].get<std::string>();
+  return JsonLineString(j, path, line, key);
 }
 
 std::string Strip(const std::string& s) {
@@ -371,6 +348,8 @@ const std::vector<TaskInfo>& LmEvalTasks() {
       {"truthfulqa_mc1", TaskKind::kMultipleChoice, false},
       {"truthfulqa_mc2", TaskKind::kMc2, false},
       {"logiqa2", TaskKind::kMultipleChoice, true},
+      {"gsm8k", TaskKind::kGenerate, false},
+      {"wikitext", TaskKind::kRolling, false},
   };
   return tasks;
 }
@@ -387,7 +366,9 @@ const TaskInfo& FindLmEvalTask(const std::string& name) {
 
 std::vector<TaskItem> LoadTaskItems(const std::string& task, const fs::path& data_dir,
                                     int64_t limit) {
-  FindLmEvalTask(task);
+  const TaskInfo& info = FindLmEvalTask(task);
+  if (info.kind == TaskKind::kGenerate || info.kind == TaskKind::kRolling)
+    throw InternalError("task '" + task + "' has its own runner (RunGsm8k / RunWikitext)");
   const fs::path& d = data_dir;
   if (task == "hellaswag") return LoadHellaswag(d, limit);
   if (task == "piqa" || task == "arc_challenge") {
@@ -458,6 +439,8 @@ TaskResult ScoreTask(const std::string& task, const std::vector<TaskItem>& items
                      const Tokenizer& tokenizer, const LogitsFn& model,
                      const LoglikelihoodOptions& options) {
   const TaskInfo& info = FindLmEvalTask(task);
+  if (info.kind == TaskKind::kGenerate || info.kind == TaskKind::kRolling)
+    throw InternalError("task '" + task + "' has its own runner (RunGsm8k / RunWikitext)");
   std::vector<LoglikelihoodRequest> requests;
   for (const TaskItem& item : items) {
     LIFELINE_CHECK(item.contexts.size() == 1 || item.contexts.size() == item.choices.size(),
@@ -515,76 +498,14 @@ TaskResult ScoreTask(const std::string& task, const std::vector<TaskItem>& items
     case TaskKind::kMc2:
       result.metrics["mc2"] = mc2 / count;
       break;
+    case TaskKind::kGenerate:
+    case TaskKind::kRolling:
+      break;
     case TaskKind::kMultipleChoice:
       result.metrics[task == "truthfulqa_mc1" ? "mc1" : "acc"] = acc / count;
       if (info.acc_norm) result.metrics["acc_norm"] = acc_norm / count;
       break;
   }
-  return result;
-}
-
-std::vector<Gsm8kItem> LoadGsm8k(const fs::path& data_dir) {
-  const fs::path path = data_dir / "gsm8k" / "test.jsonl";
-  std::vector<Gsm8kItem> items;
-  ForEachJsonLine(path, 0, [&](const json& j, int64_t line) {
-    items.push_back({Key(j, path, line, "question"), Key(j, path, line, "answer")});
-  });
-  return items;
-}
-
-std::string Gsm8kExtractAnswer(const std::string& text) {
-  // regex "#### (\-?[0-9\.\,]+)", first match.
-  for (size_t pos = text.find("#### "); pos != std::string::npos; pos = text.find("#### ", pos + 1)) {
-    size_t i = pos + 5;
-    std::string num;
-    if (i < text.size() && text[i] == '-') num.push_back(text[i++]);
-    const size_t digits_start = i;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.' ||
-                               text[i] == ','))
-      num.push_back(text[i++]);
-    if (i == digits_start) continue;
-    std::string out;
-    for (char c : num)
-      if (c != ',' && c != '$') out.push_back(c);
-    while (!out.empty() && out.back() == '.') out.pop_back();
-    return out;
-  }
-  return "";
-}
-
-TaskResult RunGsm8k(const Tokenizer& tokenizer, const GenerateFn& generate, int64_t limit,
-                    const fs::path& data_dir, int64_t max_new_tokens) {
-  const fs::path dir = data_dir.empty() ? DefaultSharedDir() / "data" : data_dir;
-  const std::vector<Gsm8kItem> all = LoadGsm8k(dir);
-  constexpr size_t kShots = 5;
-  if (all.size() <= kShots)
-    throw ConfigError(fmt::format("{}: GSM8K needs more than {} items", (dir / "gsm8k").string(), kShots));
-  std::string prefix;
-  for (size_t i = 0; i < kShots; ++i)
-    prefix += "Question: " + all[i].question + "\nAnswer: " + all[i].answer + "\n\n";
-  TaskResult result;
-  result.task = "gsm8k";
-  double correct = 0;
-  const std::vector<std::string> stops = {"Question:", "</s>", "<|im_end|>"};
-  for (size_t i = kShots; i < all.size(); ++i) {
-    if (limit > 0 && result.items >= limit) break;
-    const std::vector<int64_t> prompt =
-        tokenizer.Encode(prefix + "Question: " + all[i].question + "\nAnswer:", true);
-    auto should_stop = [&](const std::vector<int64_t>& ids) {
-      const std::string text = tokenizer.Decode(ids);
-      for (const auto& s : stops)
-        if (text.find(s) != std::string::npos) return true;
-      return false;
-    };
-    std::string text = tokenizer.Decode(generate(prompt, max_new_tokens, should_stop));
-    for (const auto& s : stops)
-      if (size_t f = text.find(s); f != std::string::npos) text.resize(f);
-    const std::string got = Gsm8kExtractAnswer(text);
-    const std::string want = Gsm8kExtractAnswer(all[i].answer);
-    if (!got.empty() && got == want) correct += 1;
-    ++result.items;
-  }
-  result.metrics["exact_match"] = result.items ? correct / static_cast<double>(result.items) : 0.0;
   return result;
 }
 

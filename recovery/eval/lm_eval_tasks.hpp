@@ -14,6 +14,8 @@
 //   truthfulqa_mc1   truthfulqa/mc_task.json              mc1
 //   truthfulqa_mc2   truthfulqa/mc_task.json              mc2
 //   logiqa2          logiqa2/test.txt                     acc, acc_norm
+//   gsm8k            gsm8k/test.jsonl                     strict_match, flexible_extract (gsm8k.hpp)
+//   wikitext         wikitext2/wiki.test.raw              word/byte perplexity (wikitext.hpp)
 //
 // HellaSwag note: the shipped text file holds `activity_label: ctx` already
 // joined (ctx_b not capitalized, as in the dataset's `ctx` field); the
@@ -48,6 +50,8 @@ enum class TaskKind {
   kMultipleChoice,  // acc (+ acc_norm when the task reports it)
   kLambada,         // single continuation: acc = greedy, ppl = exp(-mean logprob)
   kMc2,             // normalized probability mass on the true answers
+  kGenerate,        // greedy generation (gsm8k: RunGsm8k in gsm8k.hpp)
+  kRolling,         // rolling log-likelihood of documents (wikitext: RunWikitext in wikitext.hpp)
 };
 
 struct TaskInfo {
@@ -61,7 +65,7 @@ const std::vector<TaskInfo>& LmEvalTasks();
 // Throws ConfigError listing the known tasks when `name` is unknown.
 const TaskInfo& FindLmEvalTask(const std::string& name);
 
-// Reads a task's items from `data_dir` (the shared `data/` folder). `limit` >
+// Reads a multiple-choice or lambada task's items from `data_dir` (the shared `data/` folder). `limit` >
 // 0 keeps the first `limit` items (for mmlu: per subject, as the harness's
 // --limit does). Throws ConfigError naming the file on a missing or malformed
 // file.
@@ -71,7 +75,10 @@ std::vector<TaskItem> LoadTaskItems(const std::string& task, const std::filesyst
 struct TaskResult {
   std::string task;                       // task name
   int64_t items = 0;                      // items scored
-  std::map<std::string, double> metrics;  // "acc", "acc_norm", "ppl", "mc1", "mc2"
+  std::map<std::string, double> metrics;  // "acc", "acc_norm", "ppl", "mc1", "mc2", ...
+  // What was scored, beside the metrics (the same for every model): e.g.
+  // wikitext's "words", "bytes", "tokens"; gsm8k's "truncated_prompts".
+  std::map<std::string, double> sizes;
 };
 
 // Scores `items` with `model`: one LoglikelihoodRequest per choice, batched.
@@ -83,36 +90,6 @@ TaskResult ScoreTask(const std::string& task, const std::vector<TaskItem>& items
 TaskResult RunLmEvalTask(const std::string& task, const Tokenizer& tokenizer,
                          const LogitsFn& model, const LoglikelihoodOptions& options,
                          int64_t limit = 0, const std::filesystem::path& data_dir = {});
-
-// GSM8K (generation task) ---------------------------------------------------
-//
-// Greedy continuation of `prompt` (ids, BOS included when the tokenizer has
-// one): returns at most `max_new_tokens` new ids. It may stop early at EOS or
-// as soon as `should_stop(new_ids_so_far)` returns true (checked after each
-// new token).
-using GenerateFn = std::function<std::vector<int64_t>(
-    const std::vector<int64_t>& prompt, int64_t max_new_tokens,
-    const std::function<bool(const std::vector<int64_t>&)>& should_stop)>;
-
-struct Gsm8kItem {
-  std::string question;  // problem text
-  std::string answer;    // worked solution ending in "#### <number>"
-};
-
-// gsm8k/test.jsonl (1,319 items). The shipped data has no train split, so
-// the 5 few-shot examples are the first 5 test items and scoring starts at
-// item 6 (`limit` counts scored items).
-std::vector<Gsm8kItem> LoadGsm8k(const std::filesystem::path& data_dir);
-
-// The harness's strict match: the first "#### <number>" in `text`, with
-// commas, '$' and a trailing '.' removed; empty when there is none.
-std::string Gsm8kExtractAnswer(const std::string& text);
-
-// 5-shot "Question: ...\nAnswer: ..." prompts joined by blank lines, greedy
-// generation until "Question:" (or `max_new_tokens`, default 256), exact
-// match of the extracted numbers. metrics: {"exact_match"}.
-TaskResult RunGsm8k(const Tokenizer& tokenizer, const GenerateFn& generate, int64_t limit = 0,
-                    const std::filesystem::path& data_dir = {}, int64_t max_new_tokens = 256);
 
 // Parses CSV text (RFC 4180: quoted fields, doubled quotes, newlines inside
 // quotes) into rows of fields. Exposed for tests.

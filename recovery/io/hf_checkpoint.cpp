@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "recovery/io/arch_support.hpp"
 #include "recovery/io/safetensors.hpp"
 #include "common/yaml_util.hpp"
 #include "common/error.hpp"
@@ -40,11 +41,12 @@ std::map<std::string, std::vector<int64_t>> ExpectedHfTensorShapes(const ModelAr
     m[p + "self_attn.k_proj.weight"] = {kv, h};
     m[p + "self_attn.v_proj.weight"] = {kv, h};
     m[p + "self_attn.o_proj.weight"] = {h, q};
-    if (a.attention_bias) {
+    if (a.attention_bias || a.qkv_bias) {
       m[p + "self_attn.q_proj.bias"] = {q};
       m[p + "self_attn.k_proj.bias"] = {kv};
       m[p + "self_attn.v_proj.bias"] = {kv};
     }
+    if (a.attention_bias) m[p + "self_attn.o_proj.bias"] = {h};
     if (a.qk_norm) {
       m[p + "self_attn.q_norm.weight"] = {hd};
       m[p + "self_attn.k_norm.weight"] = {hd};
@@ -72,11 +74,7 @@ HfCheckpoint LoadHfCheckpoint(const fs::path& dir) {
     throw ConfigError(fmt::format("{}: file not found (a Hugging Face checkpoint needs it)",
                                   config.string()));
   HfCheckpoint ck;
-  ck.arch = LoadModelArch(config);
-  if (ck.arch.IsMoe())
-    throw ConfigError(fmt::format("{}: mixture-of-experts checkpoints ({} experts) are not "
-                                  "supported by the recovery loader; use a dense model",
-                                  config.string(), ck.arch.num_local_experts));
+  ck.arch = LoadRecoveryModelArch(config);  // refuses what the decoder cannot run
 
   // Which file each tensor comes from (for error messages).
   std::map<std::string, fs::path> source;

@@ -35,8 +35,9 @@ struct HfCheckpoint {
 HfCheckpoint LoadHfCheckpoint(const std::filesystem::path& dir);
 
 // The tensors a dense decoder with `arch` must have, name -> shape.
-// lm_head.weight is listed only when the embeddings are not tied; biases
-// when attention_bias / mlp_bias; q_norm / k_norm when qk_norm.
+// lm_head.weight is listed only when the embeddings are not tied; q/k/v
+// biases when attention_bias or qkv_bias, o_proj's when attention_bias, MLP
+// biases when mlp_bias; q_norm / k_norm when qk_norm.
 std::map<std::string, std::vector<int64_t>> ExpectedHfTensorShapes(
     const lifeline::ModelArch& arch);
 

@@ -23,9 +23,12 @@ target_link_libraries(lifeline_recovery_tokenizer
 add_library(lifeline_recovery_io STATIC
   io/safetensors.cpp
   io/hf_checkpoint.cpp
+  io/arch_support.cpp
   eval/text_metrics.cpp
   eval/loglikelihood.cpp
   eval/lm_eval_tasks.cpp
+  eval/gsm8k.cpp
+  eval/wikitext.cpp
   eval/accuracy_recovery.cpp
 )
 target_include_directories(lifeline_recovery_io PUBLIC ${PROJECT_SOURCE_DIR})

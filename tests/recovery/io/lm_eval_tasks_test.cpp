@@ -86,13 +86,6 @@ TEST(LmEvalText, CleaningAndCsv) {
   EXPECT_THROW(FindLmEvalTask("hellaswagg"), ConfigError);
 }
 
-TEST(Gsm8k, ExtractsStrictMatch) {
-  EXPECT_EQ(Gsm8kExtractAnswer("so 5 + 4 = 9\n#### 1,234."), "1234");
-  EXPECT_EQ(Gsm8kExtractAnswer("#### -7 apples"), "-7");
-  EXPECT_EQ(Gsm8kExtractAnswer("The answer is 18"), "");
-  EXPECT_EQ(Gsm8kExtractAnswer("#### x then #### 3"), "3");
-}
-
 TEST(LmEvalTasks, HellaswagFirstItems) {
   LIFELINE_REQUIRE_SHARED(DataDir() / "hellaswag");
   const auto items = LoadTaskItems("hellaswag", DataDir(), 5);
@@ -249,35 +242,6 @@ TEST(LmEvalTasks, ScoresRealItemsWithAFakeModel) {
   EXPECT_EQ(r.items, 5);
   EXPECT_DOUBLE_EQ(r.metrics.at("acc"), 0.2);
   EXPECT_DOUBLE_EQ(r.metrics.at("acc_norm"), 0.4);
-}
-
-TEST(Gsm8k, ScoresAFakeGeneratorAndStopsAtQuestion) {
-  LIFELINE_REQUIRE_SHARED(DataDir() / "gsm8k");
-  ASSERT_EQ(LoadGsm8k(DataDir()).size(), 1319u);
-  testing::ByteTokenizer tok;
-  // Scored items 6 and 7 of the file have answers 64 and 260. The fake model
-  // answers 64 then 261, each followed by a new question it must not reach.
-  int call = 0;
-  std::vector<std::string> prompts;
-  GenerateFn generate = [&](const std::vector<int64_t>& prompt, int64_t max_new,
-                            const std::function<bool(const std::vector<int64_t>&)>& stop) {
-    prompts.push_back(tok.Decode(prompt));
-    const std::string text = call++ == 0 ? " 16 * 4 = 64\n#### 64\n\nQuestion: #### 999"
-                                         : " #### 261\n\nQuestion: more";
-    std::vector<int64_t> out;
-    for (unsigned char c : text) {
-      out.push_back(c);
-      if (static_cast<int64_t>(out.size()) >= max_new || stop(out)) break;
-    }
-    return out;
-  };
-  const TaskResult r = RunGsm8k(tok, generate, 2, DataDir());
-  EXPECT_EQ(r.items, 2);
-  EXPECT_DOUBLE_EQ(r.metrics.at("exact_match"), 0.5);
-  ASSERT_EQ(prompts.size(), 2u);
-  EXPECT_EQ(Count(prompts[0], "Question: "), 6u);  // 5 shots + the question
-  EXPECT_EQ(Count(prompts[0], "\n#### "), 5u);     // shots carry their answers
-  EXPECT_TRUE(prompts[0].ends_with("\nAnswer:"));
 }
 
 }  // namespace
