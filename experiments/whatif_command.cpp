@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -67,6 +68,14 @@ class Sink {
   std::optional<AtomicFile> file_;
   std::string buf_;
 };
+
+// `v` as fmt's "{:.7g}" (printf's %.7g) writes it, through std::to_chars:
+// half the time of fmt's formatter on the CSV sweep's per-value path.
+void AppendG7(std::string& b, double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 7);
+  b.append(buf, r.ptr);
+}
 
 std::string JsonString(const std::string& s) {
   std::string r = "\"";
@@ -186,7 +195,7 @@ void RunWhatif(const WhatifOptions& o) {
               if (!firstm) b += ',';
               firstm = false;
               if (std::isnan(v)) ++undefined;  // an undefined capture_pct: empty field
-              else fmt::format_to(std::back_inserter(b), "{:.7g}", v);
+              else AppendG7(b, v);
             });
             b += '\n';
             sink.MaybeFlush();

@@ -6,6 +6,8 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
+#include <charconv>
+
 #include "roofline/whatif/whatif.hpp"
 
 namespace lifeline::whatif {
@@ -71,12 +73,15 @@ void ContextSweep(benchmark::State& state, const char* model, const char* fideli
     RunSweep(sc, {}, axes, so, [&](const std::vector<size_t>& idx, const SweepMetrics& m) {
       sink += m.tps;
       buf += ax.values[idx[0]];
-      buf += ',';
-      fmt::format_to(std::back_inserter(buf), "{:.7g},{:.7g},{:.7g},{:.7g},{:.7g},{:.7g}", m.tps, m.tpot_s,
-                     m.batch_tps, m.ttft_s, m.elasticity_bandwidth, m.elasticity_tops);
+      // Each value as the command writes it: "%.7g" through std::to_chars.
+      auto put = [&](double v) {
+        char b[32];
+        buf += ',';
+        buf.append(b, std::to_chars(b, b + sizeof b, v, std::chars_format::general, 7).ptr);
+      };
+      for (double v : {m.tps, m.tpot_s, m.batch_tps, m.ttft_s, m.elasticity_bandwidth, m.elasticity_tops}) put(v);
       if (paper_metrics) {
-        fmt::format_to(std::back_inserter(buf), ",{:.7g},{:.7g},{:.7g},{:.7g}", m.tps_baseline, m.gain_pct,
-                       m.tps_ceiling, m.capture_pct);
+        for (double v : {m.tps_baseline, m.gain_pct, m.tps_ceiling, m.capture_pct}) put(v);
       }
       buf += '\n';
       if (buf.size() >= (1u << 20)) buf.clear();  // the command flushes its buffer at 1 MiB
