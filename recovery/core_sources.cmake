@@ -5,6 +5,7 @@ add_library(lifeline_recovery STATIC
   model/llama2c_checkpoint.cpp
   model/linear.cpp
   model/decoder.cpp
+  model/generate.cpp
   model/shared_paths.cpp
   quant/rtn.cpp
   quant/packed.cpp

@@ -1,5 +1,6 @@
 #include "recovery/cli/recipe.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <thread>
 
@@ -7,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "common/yaml_util.hpp"
+#include "recovery/eval/lm_eval_tasks.hpp"
 
 namespace lifeline::recovery {
 
@@ -115,6 +117,14 @@ std::optional<RecipeProblem> CheckRecipeKey(const RecoverRecipe& r, const std::s
   if (key == "eval_limit") return int_range(r.eval_limit, 0, kBig, "a story count (0 = all)");
   if (key == "eval_batch") return int_range(r.eval_batch, 1, kMaxRecipeBatch, "a batch size");
   if (key == "task_limit") return int_range(r.task_limit, 0, kBig, "an item count (0 = all)");
+  if (key == "tasks") {
+    std::vector<std::string> known;
+    for (const TaskInfo& t : LmEvalTasks()) known.push_back(t.name);
+    for (const std::string& task : r.tasks)
+      if (std::find(known.begin(), known.end(), task) == known.end())
+        return RecipeProblem{"unknown evaluation task '" + task + "'",
+                             fmt::format("a comma-separated list of {}", fmt::join(known, ", ")), ""};
+  }
   if (key == "device" && r.device.empty()) return RecipeProblem{"empty", "cpu, cuda or cuda:N", ""};
   if (key == "out" && r.out.empty()) return RecipeProblem{"empty", "an output directory", ""};
   return std::nullopt;

@@ -16,7 +16,10 @@
 
 #include "recovery/data/synthetic.hpp"
 #include "recovery/eval/accuracy_recovery.hpp"
+#include "recovery/eval/gsm8k.hpp"
 #include "recovery/eval/lm_eval_tasks.hpp"
+#include "recovery/eval/wikitext.hpp"
+#include "recovery/model/generate.hpp"
 #include "recovery/eval/text_metrics.hpp"
 #include "recovery/io/hf_checkpoint.hpp"
 #include "recovery/lora/lora_linear.hpp"
@@ -109,6 +112,7 @@ nlohmann::json Metric(double teacher, double quantized, double recovered, const 
 struct Evaluation {
   TextMetrics text;                        // vs the teacher
   std::map<std::string, double> tasks;     // "<task>.<metric>"
+  nlohmann::json task_results;             // per task: items scored and sizes
   double seconds = 0;
 };
 
@@ -124,8 +128,20 @@ Evaluation Evaluate(Decoder& model, Decoder& teacher, const std::vector<std::vec
   opts.batch = r.eval_batch;
   opts.max_length = model->arch().max_position_embeddings;
   for (const auto& task : r.tasks) {
-    const TaskResult tr = RunLmEvalTask(task, tok, student_fn, opts, r.task_limit);
+    TaskResult tr;
+    if (task == "gsm8k") {
+      Gsm8kOptions g;
+      g.max_length = opts.max_length;
+      g.add_bos = opts.add_bos;
+      tr = RunGsm8k(tok, MakeGenerateFn(model, tok.EosId()), g, r.task_limit);
+    } else if (task == "wikitext") {
+      tr = RunWikitext(tok, student_fn, opts, r.task_limit);
+    } else {
+      tr = RunLmEvalTask(task, tok, student_fn, opts, r.task_limit);
+    }
     for (const auto& [metric, value] : tr.metrics) e.tasks[task + "." + metric] = value;
+    e.task_results[task] = {{"items", tr.items}};
+    for (const auto& [name, value] : tr.sizes) e.task_results[task][name] = value;
   }
   e.seconds = Since(t0);
   return e;
@@ -457,7 +473,8 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
                  {"documents", baseline["documents"]},
                  {"tokens", baseline["tokens"]},
                  {"tasks", r.tasks},
-                 {"task_limit", r.task_limit}};
+                 {"task_limit", r.task_limit},
+                 {"task_results", re.task_results}};
   const auto& te = baseline["teacher"];
   const auto& qe = baseline["quantized"];
   const nlohmann::json rj = EvalJson(re);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "recovery/io/arch_support.hpp"
 
 namespace lifeline::recovery {
 
@@ -28,11 +29,11 @@ AttentionImpl::AttentionImpl(const ModelArch& a, bool rope_interleaved)
       head_dim_(a.head_dim),
       rope_interleaved_(rope_interleaved) {
   const int64_t c = a.hidden_size;
-  const bool b = a.attention_bias;
+  const bool b = a.attention_bias || a.qkv_bias;  // attention_bias: q/k/v/o; qkv_bias (Qwen2): q/k/v
   AddLinear("q_proj", std::make_shared<DenseLinear>(c, n_heads_ * head_dim_, b), &q_proj_);
   AddLinear("k_proj", std::make_shared<DenseLinear>(c, n_kv_ * head_dim_, b), &k_proj_);
   AddLinear("v_proj", std::make_shared<DenseLinear>(c, n_kv_ * head_dim_, b), &v_proj_);
-  AddLinear("o_proj", std::make_shared<DenseLinear>(n_heads_ * head_dim_, c, false), &o_proj_);
+  AddLinear("o_proj", std::make_shared<DenseLinear>(n_heads_ * head_dim_, c, a.attention_bias), &o_proj_);
   if (a.qk_norm) {
     q_norm_ = register_module("q_norm", RmsNorm(head_dim_, a.rms_norm_eps));
     k_norm_ = register_module("k_norm", RmsNorm(head_dim_, a.rms_norm_eps));
@@ -133,11 +134,7 @@ DecoderBodyImpl::DecoderBodyImpl(const ModelArch& a, bool rope_interleaved) {
 
 DecoderImpl::DecoderImpl(const ModelArch& arch, bool rope_interleaved)
     : arch_(arch), rope_interleaved_(rope_interleaved) {
-  if (arch.IsMoe()) {
-    throw ConfigError(fmt::format("{}: mixture-of-experts models are not supported by the "
-                                  "recovery decoder. hint: use a dense Llama/Qwen3 model",
-                                  arch.name));
-  }
+  CheckRecoverySupportsArch(arch, arch.name);
   if (arch.head_dim <= 0 || arch.head_dim % 2 != 0 || arch.num_key_value_heads <= 0 ||
       arch.num_attention_heads % arch.num_key_value_heads != 0) {
     throw ConfigError(fmt::format("{}: invalid attention shape (heads {}, kv heads {}, "

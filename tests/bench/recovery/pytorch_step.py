@@ -8,8 +8,17 @@ gate/up fake-quantized INT2 g32 with LoRA r=32 alpha=64 adapters, KL(teacher ||
 student) over the full vocabulary, AdamW on the adapters only; same batch,
 sequence length and thread count.
 
+Also the synthetic-data generation of recovery_bench.cpp (BM_Generate): hybrid
+sampling from the teacher (BOS, a random first token, 2-4 greedy tokens, then
+temperature 1.0 / top-k 50 sampling) of --gen-batch sequences together through
+a KV cache, until every sequence has ended (EOS or BOS) or --gen-len tokens.
+Its rate is decoded positions per second: batch x the longest sequence's
+length (every step runs the whole batch), which does not depend on where the
+random samples happen to stop.
+
   /usr/bin/python3 tests/bench/recovery/pytorch_step.py [--threads 2] [--batch 8]
-      [--seq-len 256] [--steps 10] [--model PATH]
+      [--seq-len 256] [--steps 10] [--gen-batch 64] [--gen-len 256] [--gen-runs 3]
+      [--mode both|train|generate] [--model PATH]
 Prints tokens/s and peak RSS.
 """
 import argparse
@@ -100,15 +109,25 @@ class Model(torch.nn.Module):
             y = y + torch.matmul(torch.matmul(x, self.lora[i].t()), self.lora[i + 1].t()) * self.scaling
         return y
 
-    def forward(self, ids):
+    def new_cache(self, batch, max_len):
+        c = self.c
+        shape = (batch, c["n_kv"], max_len, c["hd"])
+        return {"k": [torch.zeros(shape) for _ in range(c["n_layers"])],
+                "v": [torch.zeros(shape) for _ in range(c["n_layers"])], "length": 0}
+
+    def forward(self, ids, cache=None):
         c = self.c
         B, T = ids.shape
         H, KV, hd = c["n_heads"], c["n_kv"], c["hd"]
         rep = H // KV
-        cos, sin = self.cos[:T], self.sin[:T]
-        qi = torch.arange(T).unsqueeze(1)
-        kj = torch.arange(T).unsqueeze(0)
-        mask = torch.zeros(T, T).masked_fill_(kj > qi, float("-inf")).repeat(rep, 1)
+        pos0 = cache["length"] if cache is not None else 0
+        S = pos0 + T
+        cos, sin = self.cos[pos0:S], self.sin[pos0:S]
+        mask = None
+        if T > 1:
+            qi = torch.arange(pos0, S).unsqueeze(1)
+            kj = torch.arange(S).unsqueeze(0)
+            mask = torch.zeros(T, S).masked_fill_(kj > qi, float("-inf")).repeat(rep, 1)
         x = F.embedding(ids, self.w["emb"])
         for l in range(c["n_layers"]):
             xn = self.rms(x, self.w["rms_att"][l])
@@ -118,15 +137,24 @@ class Model(torch.nn.Module):
             q = self.rope(q.transpose(1, 2), cos, sin)
             k = self.rope(k.transpose(1, 2), cos, sin)
             v = v.transpose(1, 2)
+            if cache is not None:
+                cache["k"][l][:, :, pos0:S].copy_(k)
+                cache["v"][l][:, :, pos0:S].copy_(v)
+                k, v = cache["k"][l][:, :, :S], cache["v"][l][:, :, :S]
             qg = q.reshape(B * KV, rep * T, hd)
-            kt = k.reshape(B * KV, T, hd).transpose(1, 2)
-            att = torch.baddbmm(mask, qg, kt, beta=1.0, alpha=1.0 / math.sqrt(hd))
+            kt = k.reshape(B * KV, S, hd).transpose(1, 2)
+            if mask is not None:
+                att = torch.baddbmm(mask, qg, kt, beta=1.0, alpha=1.0 / math.sqrt(hd))
+            else:
+                att = torch.bmm(qg, kt) * (1.0 / math.sqrt(hd))
             att = torch.softmax(att, -1)
-            y = torch.bmm(att, v.reshape(B * KV, T, hd)).view(B, H, T, hd).transpose(1, 2)
+            y = torch.bmm(att, v.reshape(B * KV, S, hd)).view(B, H, T, hd).transpose(1, 2)
             x = x + self.lin(y.reshape(B, T, H * hd), l, "wo")
             xn = self.rms(x, self.w["rms_ffn"][l])
             x = x + self.lin(F.silu(self.lin(xn, l, "w1")) * self.lin(xn, l, "w3"), l, "w2")
         x = self.rms(x, self.w["rms_final"])
+        if cache is not None:
+            cache["length"] = S
         return torch.matmul(x, self.w["emb"].t())
 
 
@@ -134,6 +162,31 @@ def kl(teacher_logits, student_logits):
     log_pt = torch.log_softmax(teacher_logits, -1)
     log_ps = torch.log_softmax(student_logits, -1)
     return (log_pt.exp() * (log_pt - log_ps)).sum(-1).mean()
+
+
+def generate(teacher, batch, max_len, gen, bos=1, eos=2, temperature=1.0, top_k=50):
+    """One batch of hybrid sampling, as GenerateSynthetic in recovery/data/synthetic.cpp."""
+    vocab = teacher.c["vocab"]
+    firsts = torch.tensor([i for i in range(vocab) if i not in (bos, eos)])
+    first = firsts[torch.randint(len(firsts), (batch,), generator=gen)]
+    greedy = torch.randint(2, 5, (batch,), generator=gen)
+    seqs = torch.stack((torch.full((batch,), bos), first), 1)
+    done = torch.zeros(batch, dtype=torch.bool)
+    cache = teacher.new_cache(batch, max_len)
+    inp, step = seqs, 0
+    with torch.no_grad():
+        while seqs.shape[1] < max_len:
+            logits = teacher(inp, cache)[:, -1]
+            top_v, top_i = (logits / temperature).topk(top_k, -1)
+            sampled = top_i.gather(1, torch.multinomial(torch.softmax(top_v, -1), 1, generator=gen)).squeeze(1)
+            nxt = torch.where(step < greedy, logits.argmax(-1), sampled)
+            seqs = torch.cat((seqs, nxt.unsqueeze(1)), 1)
+            done |= (nxt == eos) | (nxt == bos)
+            step += 1
+            if bool(done.all()):
+                break
+            inp = nxt.unsqueeze(1)
+    return seqs
 
 
 def main():
@@ -146,6 +199,10 @@ def main():
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--gen-batch", type=int, default=64)
+    ap.add_argument("--gen-len", type=int, default=256)
+    ap.add_argument("--gen-runs", type=int, default=3)
+    ap.add_argument("--mode", choices=("both", "train", "generate"), default="both")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -164,19 +221,33 @@ def main():
         opt.step()
         return loss.item()
 
-    for _ in range(args.warmup):
-        step()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(args.steps):
-        step()
-    dt = time.perf_counter() - t0
-    cpu = time.process_time() - c0
-    tokens = args.batch * args.seq_len * args.steps
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"pytorch_step: torch {torch.__version__}, threads {args.threads}, batch {args.batch}x{args.seq_len}: "
-          f"{dt / args.steps * 1000:.1f} ms/step (CPU {cpu / args.steps * 1000:.1f} ms/step), "
-          f"{tokens / dt:.0f} tokens/s, peak RSS {rss:.0f} MiB")
-
+    if args.mode in ("both", "train"):
+        for _ in range(args.warmup):
+            step()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(args.steps):
+            step()
+        dt = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+        tokens = args.batch * args.seq_len * args.steps
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(f"pytorch_step: torch {torch.__version__}, threads {args.threads}, batch {args.batch}x{args.seq_len}: "
+              f"{dt / args.steps * 1000:.1f} ms/step (CPU {cpu / args.steps * 1000:.1f} ms/step), "
+              f"{tokens / dt:.0f} tokens/s, peak RSS {rss:.0f} MiB")
+    if args.mode in ("both", "generate"):
+        gen = torch.Generator().manual_seed(0)
+        generate(teacher, args.gen_batch, min(args.gen_len, 32), gen)  # warm-up
+        t0, c0, positions = time.perf_counter(), time.process_time(), 0
+        for _ in range(args.gen_runs):
+            seqs = generate(teacher, args.gen_batch, args.gen_len, gen)
+            positions += seqs.shape[0] * seqs.shape[1]
+        dt = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(f"pytorch_generate: torch {torch.__version__}, threads {args.threads}, batch {args.gen_batch}, "
+              f"max {args.gen_len} tokens: {dt / args.gen_runs * 1000:.1f} ms/batch (CPU {cpu / args.gen_runs * 1000:.1f}"
+              f" ms/batch), {positions / dt:.0f} positions/s ({positions / cpu:.0f} per CPU second), "
+              f"peak RSS {rss:.0f} MiB")
 
 if __name__ == "__main__":
     main()

@@ -2,12 +2,15 @@
 // step (teacher forward without autograd + student forward/backward + AdamW
 // on LoRA r=32 gate/up adapters, INT2 g32 fake-quantized gate/up) and batched
 // synthetic-data generation with the KV cache. Compare with
-// tests/bench/recovery/pytorch_step.py (same batch, length, threads).
+// tests/bench/recovery/pytorch_step.py (same batch, length, threads):
+// training tokens/s, and generation positions/s (batch x the longest
+// sequence, which does not depend on where the random samples stop).
 //
 //   recovery_bench --benchmark_min_time=2   # env LIFELINE_BENCH_THREADS (default 2)
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -86,13 +89,21 @@ void BM_Generate(benchmark::State& state) {
   cfg.samples = state.range(0);
   cfg.batch = state.range(0);
   cfg.max_len = state.range(1);
-  int64_t tokens = 0;
+  int64_t tokens = 0, positions = 0;
   for (auto _ : state) {
     const auto seqs = GenerateSynthetic(teacher, cfg, {1, 2});
-    for (const auto& s : seqs) tokens += static_cast<int64_t>(s.size());
+    size_t longest = 0;
+    for (const auto& s : seqs) {
+      tokens += static_cast<int64_t>(s.size());
+      longest = std::max(longest, s.size());
+    }
+    // Every step runs the whole batch until the last sequence ends.
+    positions += static_cast<int64_t>(seqs.size() * longest);
   }
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
+  state.counters["positions_per_s"] =
+      benchmark::Counter(static_cast<double>(positions), benchmark::Counter::kIsRate);
   state.counters["peak_rss_MiB"] = PeakRssMiB();
 }
 BENCHMARK(BM_Generate)->Args({64, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
