@@ -1,6 +1,7 @@
 // `lifeline explain`: per-operator breakdown of one setting.
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <iostream>
 #include <map>
@@ -10,6 +11,8 @@
 #include "reports/table.hpp"
 #include "common/error.hpp"
 #include "roofline/eval/evaluator.hpp"
+#include "roofline/eval/footprint.hpp"
+#include "roofline/whatif/deploy.hpp"
 #include "roofline/whatif/whatif.hpp"
 
 namespace lifeline::cli {
@@ -20,12 +23,13 @@ struct ExplainOptions {
   std::string device = "device_a";
   std::string plan = "w4w2-gateup";
   std::string fusion = "paper";
-  std::string fidelity = "paper";
+  std::string fidelity = "exact";
   std::string phase = "decode";
   int64_t context = 4096;
   int64_t prompt = 1024;
   int64_t batch = 1;
   bool per_layer = false;
+  bool allow_infeasible = false;
   std::string format = "table";
   std::string out;
 };
@@ -47,8 +51,18 @@ void RunExplain(const ExplainOptions& o) {
     throw MakeConfigError("--phase", "phase", "unknown phase '" + o.phase + "'", "decode or prefill", "");
   }
   CheckRunValue(o.context, kMaxContextTokens, "--context", "context", "tokens");
+  // Unknown config.json keys, a context beyond the model's: one line each.
+  const std::vector<std::string> warnings =
+      ModelWarnings(arch, b.phase == Phase::kPrefill ? o.prompt : o.context);
+  for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
   const ModelGraph g = BuildModelGraph(arch, plan, b);
   const StepResult r = EvaluateStep(g, dev, o.context);
+  const Footprint fp = ComputeFootprint(g, o.context);
+  const bool fits = FitsDevice(fp, dev);
+  if (!fits && !o.allow_infeasible) {
+    throw InfeasibleError(fmt::format("{} with plan {}, {} batch {}: {}; --allow-infeasible prints the breakdown "
+                                      "anyway", arch.name, plan.name, o.phase, o.batch, DescribeFootprint(fp, dev)));
+  }
 
   struct Agg {
     std::string name, kind, format;
@@ -107,11 +121,63 @@ void RunExplain(const ExplainOptions& o) {
     t.notes.push_back(fmt::format("TTFT {:.6f} s = max(compute {:.6f} s, memory {:.6f} s) + overhead {:.6f} s",
                                   r.total_s, r.compute_s, r.memory_s, r.overhead_s));
   }
+  t.notes.push_back(fmt::format("memory footprint {:.0f} bytes: weights {:.0f} + KV cache {:.0f} ({:.0f} per token, "
+                                "{} tokens x batch {}) + activation workspace {:.0f}; {}",
+                                fp.total_bytes, fp.weight_bytes, fp.kv_cache_bytes, fp.kv_cache_bytes_per_token,
+                                fp.cached_tokens, fp.batch, fp.activation_workspace_bytes,
+                                fits ? "fits" : "does NOT fit: " + DescribeFootprint(fp, dev)));
+  // LoRA adapters of the plan: their cost against the same plan without them.
+  std::optional<AdapterCost> adapter_cost;
+  if (!plan.adapters.empty()) {
+    adapter_cost = EvaluateAdapterCost(g, dev, o.context);
+    const AdapterCost& c = *adapter_cost;
+    t.notes.push_back(fmt::format(
+        "LoRA adapters attached on {} linears: +{:.0f} weight bytes, +{:.0f} flops, +{:.0f} activation bytes, +{:.0f} "
+        "dispatches per step; {} {:.6f} s without them, {:.6f} s with them: adapter_tps_cost_pct {:.3f}",
+        c.attached_linears, c.weight_bytes, c.flops, c.act_bytes, c.dispatches, decode ? "TPOT" : "TTFT",
+        c.step_s_without, c.step_s, c.tps_cost_pct));
+    t.notes.insert(t.notes.end(), c.notes.begin(), c.notes.end());
+  }
   std::string text;
   if (o.format == "table") text = reports::ToText(t);
   else if (o.format == "md") text = reports::ToMarkdown(t);
   else if (o.format == "csv") text = reports::ToCsv(t);
-  else if (o.format == "json") text = reports::ToJson(t);
+  else if (o.format == "json") {
+    // The table plus a `summary` object other tools read (keys kept stable).
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(reports::ToJson(t));
+    nlohmann::ordered_json s;
+    s["fidelity"] = FidelityName(b.fidelity);
+    s["total_params"] = arch.TotalParameterCount();
+    s["active_params"] = arch.ActiveParameterCount();
+    s["weight_bytes"] = fp.weight_bytes;
+    s["kv_cache_bytes_per_token"] = fp.kv_cache_bytes_per_token;
+    s["kv_read_bytes"] = SumGraph(g, o.context).kv_read_bytes;
+    s["footprint_bytes"] = fp.total_bytes;
+    s["fits"] = fits;
+    // Decode speed at --context always; a prefill run adds its TTFT.
+    double tpot_s = r.total_s;
+    if (!decode) {
+      BuildOptions bd = b;
+      bd.phase = Phase::kDecode;
+      bd.prompt_tokens = 0;
+      tpot_s = EvaluateStep(BuildModelGraph(arch, plan, bd), dev, o.context).total_s;
+    }
+    const DecodeMetrics m = DecodeFromStep(tpot_s, o.batch);
+    s["tps"] = m.tps;
+    s["tpot_s"] = m.tpot_s;
+    if (!decode) s["ttft_s"] = r.total_s;
+    if (adapter_cost) {  // decode TPS lost to the adapters, also for a prefill run
+      BuildOptions bd = b;
+      bd.phase = Phase::kDecode;
+      bd.prompt_tokens = 0;
+      s["adapter_tps_cost_pct"] =
+          decode ? adapter_cost->tps_cost_pct
+                 : EvaluateAdapterCost(BuildModelGraph(arch, plan, bd), dev, o.context).tps_cost_pct;
+    }
+    j["summary"] = s;
+    j["warnings"] = warnings;
+    text = j.dump(2) + "\n";
+  }
   else if (o.format == "tex") text = reports::ToLatex(t);
   else throw MakeConfigError("--format", "format", "unknown format '" + o.format + "'", "table, md, csv, json or tex", "");
   if (o.out.empty()) std::cout << text;
@@ -135,6 +201,9 @@ void AddExplainCommand(CLI::App& app) {
   sub->add_option("--prompt", o->prompt, "prompt length in tokens (prefill)")->capture_default_str();
   sub->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
   sub->add_flag("--per-layer", o->per_layer, "one row per operator instead of one per operator across layers");
+  sub->add_flag("--allow-infeasible", o->allow_infeasible,
+                "print the breakdown of a setting whose memory footprint exceeds the device's memory_capacity_gb "
+                "(without it: the numbers on stderr and exit status 3)");
   sub->add_option("--format", o->format, "table, md, csv, json or tex")->capture_default_str();
   sub->add_option("--out", o->out, "write to this file instead of stdout");
   sub->callback([o] { RunExplain(*o); });

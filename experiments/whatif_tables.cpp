@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "roofline/eval/footprint.hpp"
+
 namespace lifeline::whatif {
 
 std::vector<reports::Table> AnalysisTables(const PointAnalysis& a, const Setting& s, size_t top_ops) {
@@ -31,6 +33,19 @@ std::vector<reports::Table> AnalysisTables(const PointAnalysis& a, const Setting
                       opt(a.prefill_flip_bandwidth_gb_per_s, 2)});
   sum.rows.push_back({"flips bound at context / prompt (tokens)", opt_ctx(a.step_flip_context_tokens),
                       opt_ctx(a.prefill_flip_prompt_tokens)});
+  // What the device holds for each phase (roofline/eval/footprint.hpp).
+  const Footprint fd = ComputeFootprint(BuildModelGraph(s.arch, s.plan, s.decode), s.context);
+  const Footprint fp = ComputeFootprint(BuildModelGraph(s.arch, s.plan, s.prefill), s.prompt);
+  sum.rows.push_back({"weight_bytes (stored)", Cell(fd.weight_bytes, 0), Cell(fp.weight_bytes, 0)});
+  sum.rows.push_back({"kv_cache_bytes (context / prompt x batch)", Cell(fd.kv_cache_bytes, 0),
+                      Cell(fp.kv_cache_bytes, 0)});
+  sum.rows.push_back({"activation_workspace_bytes", Cell(fd.activation_workspace_bytes, 0),
+                      Cell(fp.activation_workspace_bytes, 0)});
+  sum.rows.push_back({"footprint_bytes", Cell(fd.total_bytes, 0), Cell(fp.total_bytes, 0)});
+  sum.rows.push_back({"fits memory_capacity_gb", FitsDevice(fd, s.device) ? "true" : "false",
+                      FitsDevice(fp, s.device) ? "true" : "false"});
+  if (!FitsDevice(fd, s.device)) sum.notes.push_back("infeasible decode: " + DescribeFootprint(fd, s.device));
+  if (!FitsDevice(fp, s.device)) sum.notes.push_back("infeasible prefill: " + DescribeFootprint(fp, s.device));
   sum.notes.push_back(fmt::format("ridge point {:.2f} ops/byte at peak; {:.2f} with the compute and memory "
                                   "efficiencies; {:.2f} for attention",
                                   a.ridge_ops_per_byte, a.effective_ridge_ops_per_byte, a.attention_ridge_ops_per_byte));

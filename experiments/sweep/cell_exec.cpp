@@ -8,6 +8,7 @@
 #include "common/error.hpp"
 #include "common/paths.hpp"
 #include "roofline/eval/evaluator.hpp"
+#include "roofline/eval/footprint.hpp"
 #include "roofline/graph/op_graph.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
@@ -141,22 +142,19 @@ CellResult ThroughputEvaluator::Run(const json& in) {
     Impl::GraphEntry& g = impl_->Graph(in);
     const double step_s = g.compiled->StepSeconds(d, context);
     const DecodeMetrics dm = DecodeFromStep(step_s, batch);
-    const GraphTotals tot = SumGraph(*g.graph, context);
-    const double weight_bytes = tot.weight_bytes + tot.weight_meta_bytes;
-    const double kv_bytes = tot.kv_read_bytes + tot.kv_write_bytes;
+    // What the device holds (roofline/eval/footprint.hpp), not what one step reads.
+    const Footprint fp = ComputeFootprint(*g.graph, context);
     r.outputs = {{"tps", dm.tps},
                  {"tpot_s", dm.tpot_s},
                  {"batch_tokens_per_s", dm.batch_tokens_per_s},
-                 {"weight_bytes", weight_bytes},
-                 {"kv_cache_bytes", kv_bytes},
-                 {"footprint_bytes", weight_bytes + kv_bytes}};
-    if (d.memory_capacity_bytes > 0 && weight_bytes + kv_bytes > d.memory_capacity_bytes) {
+                 {"weight_bytes", fp.weight_bytes},
+                 {"kv_cache_bytes", fp.kv_cache_bytes},
+                 {"activation_workspace_bytes", fp.activation_workspace_bytes},
+                 {"footprint_bytes", fp.total_bytes}};
+    if (!FitsDevice(fp, d)) {
       r.status = CellStatus::kInfeasible;
-      r.error = fmt::format(
-          "{} with plan {} needs {:.3f} GB (weights {:.3f} GB + KV cache {:.3f} GB at context {}, batch {}) but {} "
-          "has {:.3f} GB",
-          model, plan, (weight_bytes + kv_bytes) / 1e9, weight_bytes / 1e9, kv_bytes / 1e9, context, batch, device,
-          d.memory_capacity_bytes / 1e9);
+      r.error = fmt::format("{} with plan {} at context {}, batch {}: {}", model, plan, context, batch,
+                            DescribeFootprint(fp, d));
     }
   } catch (const InfeasibleError& e) {
     r.status = CellStatus::kInfeasible;

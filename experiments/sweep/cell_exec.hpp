@@ -24,9 +24,10 @@ class ThroughputEvaluator {
  public:
   ThroughputEvaluator();
   ~ThroughputEvaluator();
-  // Outputs: tps, tpot_s, batch_tokens_per_s, weight_bytes, kv_cache_bytes,
-  // footprint_bytes. Infeasible when the device gives memory_capacity_gb and
-  // weights + KV cache exceed it. Thread-safe.
+  // Outputs: tps, tpot_s, batch_tokens_per_s, and the memory footprint
+  // (ComputeFootprint): weight_bytes, kv_cache_bytes,
+  // activation_workspace_bytes, footprint_bytes. Infeasible when the device
+  // gives memory_capacity_gb and the footprint exceeds it. Thread-safe.
   CellResult Run(const nlohmann::json& inputs);
 
  private:

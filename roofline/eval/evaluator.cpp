@@ -1,41 +1,56 @@
 #include "roofline/eval/evaluator.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <tuple>
 
 namespace lifeline {
 namespace {
 
-// Efficiency slots: which device efficiency divides an op's operations.
-// 0 general compute, 1 attention, then one per linear weight format, then
-// one per MoE expert-unpack bit width (0..8).
+// Efficiency slots: which device efficiency and which peak divide an op's
+// operations. Base slots: 0 general compute, 1 attention, then one per linear
+// weight format, then one per MoE expert-unpack bit width (0..8); each base
+// slot once per compute datatype (slot = base + kSlotBaseCount * dtype).
 constexpr int kSlotGeneral = 0;
 constexpr int kSlotAttention = 1;
 constexpr int kSlotLinear = 2;
 constexpr int kSlotUnpack = kSlotLinear + kLinearFormatCount;
-constexpr int kSlotCount = kSlotUnpack + 9;
+constexpr int kSlotBaseCount = kSlotUnpack + 9;
+constexpr int kSlotCount = kSlotBaseCount * kComputeDtypeCount;
+
+int WithDtype(int base, ComputeDtype t) { return base + kSlotBaseCount * static_cast<int>(t); }
+ComputeDtype SlotDtype(int slot) { return static_cast<ComputeDtype>(slot / kSlotBaseCount); }
 
 int ComputeSlot(const OpNode& n) {
-  if (n.compute_class == ComputeClass::kAttention) return kSlotAttention;
-  if (n.linear_format) return kSlotLinear + static_cast<int>(*n.linear_format);
-  return kSlotGeneral;
+  const ComputeDtype t = ComputeDtypeOf(n);
+  if (n.compute_class == ComputeClass::kAttention) return WithDtype(kSlotAttention, t);
+  if (n.linear_format) return WithDtype(kSlotLinear + static_cast<int>(*n.linear_format), t);
+  return WithDtype(kSlotGeneral, t);
 }
-int UnpackSlot(const OpNode& n) { return kSlotUnpack + std::clamp(n.expert_unpack_bits, 0, 8); }
+// Unpacking low-bit expert weights is integer work: the INT8 peak.
+int UnpackSlot(const OpNode& n) {
+  return WithDtype(kSlotUnpack + std::clamp(n.expert_unpack_bits, 0, 8), ComputeDtype::kInt8);
+}
 
 double SlotEfficiency(const DeviceSpec& d, int slot) {
+  slot %= kSlotBaseCount;
   if (slot == kSlotGeneral) return d.compute_efficiency;
   if (slot == kSlotAttention) return d.attention_compute_efficiency;
   if (slot < kSlotUnpack) return d.LinearComputeEfficiency(static_cast<LinearFormat>(slot - kSlotLinear));
   return d.MoeExpertEfficiency(slot - kSlotUnpack);
 }
 
-// Seconds per operation for a slot.
-double InvRate(const DeviceSpec& d, int slot) { return 1.0 / (SlotEfficiency(d, slot) * d.compute_ops_per_s); }
+// Seconds per operation for a slot: efficiency x the peak of its datatype
+// (throws ConfigError when the device lists peaks but not that datatype's).
+double InvRate(const DeviceSpec& d, int slot) {
+  return 1.0 / (SlotEfficiency(d, slot) * d.PeakOpsPerS(SlotDtype(slot)));
+}
 
 struct Rates {
-  double inv_compute[kSlotCount];  // s per op, by efficiency slot
+  double inv_compute[kSlotCount];  // s per op, by efficiency slot; NaN: the device has no peak for it
   double inv_memory;               // s per byte
   double dispatch_s;
   double head_dispatch_s;
@@ -43,7 +58,9 @@ struct Rates {
 
 Rates RatesOf(const DeviceSpec& d) {
   Rates r{};
-  for (int s = 0; s < kSlotCount; ++s) r.inv_compute[s] = InvRate(d, s);
+  for (int s = 0; s < kSlotCount; ++s) {
+    r.inv_compute[s] = d.HasPeak(SlotDtype(s)) ? InvRate(d, s) : std::numeric_limits<double>::quiet_NaN();
+  }
   r.inv_memory = 1.0 / (d.memory_efficiency * d.memory_bandwidth_bytes_per_s);
   r.dispatch_s = d.dispatch_overhead_s;
   r.head_dispatch_s = d.head_dispatch_overhead_s;
@@ -56,6 +73,26 @@ double AttendedContext(const ModelGraph& g, const OpNode& n, int64_t ctx) {
 }
 
 }  // namespace
+
+ComputeDtype ComputeDtypeOf(const OpNode& n) {
+  if (n.compute_class == ComputeClass::kAttention) return ComputeDtype::kBf16;
+  if (!n.linear_format) return ComputeDtype::kFp32;
+  switch (*n.linear_format) {
+    case LinearFormat::kF32: return ComputeDtype::kFp32;
+    case LinearFormat::kF16: return ComputeDtype::kFp16;
+    case LinearFormat::kBf16:
+    case LinearFormat::kInt2:
+    case LinearFormat::kInt3:
+    case LinearFormat::kInt4:
+    case LinearFormat::kInt8: return ComputeDtype::kBf16;  // WbA16: dequantised to BF16
+    case LinearFormat::kQ8_0:
+    case LinearFormat::kQ4_0:
+    case LinearFormat::kQ4_K:
+    case LinearFormat::kQ3_K:
+    case LinearFormat::kQ2_K: return ComputeDtype::kInt8;  // activations quantised to Q8, integer dot products
+  }
+  return ComputeDtype::kFp32;
+}
 
 StepResult EvaluateStep(const ModelGraph& g, const DeviceSpec& d, int64_t context_tokens) {
   const Rates r = RatesOf(d);
@@ -70,7 +107,9 @@ StepResult EvaluateStep(const ModelGraph& g, const DeviceSpec& d, int64_t contex
     t.weight_bytes = n.weight_bytes + n.weight_meta_bytes;
     t.act_bytes = n.act_read_bytes + n.act_write_bytes + (n.act_read_bytes_per_ctx + n.act_write_bytes_per_ctx) * c;
     t.kv_bytes = n.kv_read_bytes + n.kv_read_bytes_per_ctx * c + n.kv_write_bytes;
-    t.compute_s = class_flops * r.inv_compute[ComputeSlot(n)] + n.expert_unpack_ops * r.inv_compute[UnpackSlot(n)];
+    // A datatype the device has no peak for: InvRate says which key is missing.
+    auto inv = [&](int slot) { return std::isnan(r.inv_compute[slot]) ? InvRate(d, slot) : r.inv_compute[slot]; };
+    t.compute_s = class_flops * inv(ComputeSlot(n)) + n.expert_unpack_ops * inv(UnpackSlot(n));
     t.memory_s = (t.weight_bytes + t.act_bytes + t.kv_bytes) * r.inv_memory;
     t.overhead_s = n.dispatches * r.dispatch_s + n.head_dispatches * r.head_dispatch_s;
     t.compute_bound = t.compute_s > t.memory_s;

@@ -40,6 +40,14 @@ struct StepResult {
 // for decode; ignored for prefill (the prompt length is in the graph).
 StepResult EvaluateStep(const ModelGraph& g, const DeviceSpec& d, int64_t context_tokens);
 
+// The datatype an operator computes in, whose peak (DeviceSpec::PeakOpsPerS)
+// divides its operations (roofline/README.md, "Compute datatype"): linears by
+// weight format (BF16 and the plan's INTb formats dequantise to BF16, f16 and
+// f32 compute in theirs, ggml's quantized blocks take INT8 dot products with
+// Q8 activations); attention in BF16; norms, elementwise ops and sampling in
+// FP32; MoE expert unpacking in INT8.
+ComputeDtype ComputeDtypeOf(const OpNode& n);
+
 // Decode metrics from one step.
 struct DecodeMetrics {
   double tpot_s = 0;          // time per output token (one step)

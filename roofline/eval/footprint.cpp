@@ -4,44 +4,56 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <tuple>
 
 namespace lifeline {
 
-Footprint ComputeFootprint(const ModelGraph& g, int64_t context_tokens) {
-  Footprint f;
-  const bool decode = g.options.phase == Phase::kDecode;
-  f.batch = g.options.batch;
-  f.cached_tokens = decode ? context_tokens : g.options.prompt_tokens;
+FootprintProfile::FootprintProfile(const ModelGraph& g)
+    : decode_(g.options.phase == Phase::kDecode), batch_(g.options.batch), prompt_tokens_(g.options.prompt_tokens) {
   // Tokens of one sequence in this step: a kv_append writes batch x these.
-  const double step_tokens =
-      static_cast<double>(g.options.batch) * static_cast<double>(decode ? 1 : g.options.prompt_tokens);
-  struct LayerKv {
-    double bytes_per_token = 0;  // one sequence's one token
-    int64_t cap = 0;             // sliding window; 0 = the whole context
-  };
-  std::map<int, LayerKv> layers;
+  const double step_tokens = static_cast<double>(batch_) * static_cast<double>(decode_ ? 1 : prompt_tokens_);
+  std::map<int, std::pair<double, int64_t>> layers;  // layer -> (KV bytes per token, window)
+  std::set<std::tuple<double, double, int64_t>> acts;
   for (auto v : g.order) {
     const OpNode& n = g.graph[v];
-    f.weight_bytes += n.stored_weight_bytes ? *n.stored_weight_bytes : n.weight_bytes + n.weight_meta_bytes;
+    const double stored = n.stored_weight_bytes ? *n.stored_weight_bytes : n.weight_bytes + n.weight_meta_bytes;
     // A tied LM head left in BF16 is the embedding table itself.
-    if (n.name == "lm_head" && g.arch.tie_word_embeddings && n.linear_format == LinearFormat::kBf16) {
-      f.weight_bytes -= n.stored_weight_bytes ? *n.stored_weight_bytes : n.weight_bytes + n.weight_meta_bytes;
-    }
-    if (n.kind == OpKind::kKvAppend) layers[n.layer].bytes_per_token += n.kv_write_bytes / step_tokens;
-    if (n.kind == OpKind::kAttention || n.kind == OpKind::kQkMatmul) layers[n.layer].cap = n.context_cap;
-    const double c = decode ? static_cast<double>(n.context_cap > 0 ? std::min(context_tokens, n.context_cap)
-                                                                     : context_tokens)
-                            : 0.0;
-    const double act = n.act_read_bytes + n.act_write_bytes + (n.act_read_bytes_per_ctx + n.act_write_bytes_per_ctx) * c;
-    f.activation_workspace_bytes = std::max(f.activation_workspace_bytes, act);
+    const bool shares_table =
+        n.name == "lm_head" && g.arch.tie_word_embeddings && n.linear_format == LinearFormat::kBf16;
+    if (!shares_table) weight_bytes_ += stored;
+    if (n.kind == OpKind::kKvAppend) layers[n.layer].first += n.kv_write_bytes / step_tokens;
+    if (n.kind == OpKind::kAttention || n.kind == OpKind::kQkMatmul) layers[n.layer].second = n.context_cap;
+    acts.insert({n.act_read_bytes + n.act_write_bytes,
+                  decode_ ? n.act_read_bytes_per_ctx + n.act_write_bytes_per_ctx : 0.0, n.context_cap});
   }
-  for (const auto& [layer, kv] : layers) {
+  std::map<int64_t, double> by_cap;
+  for (const auto& [layer, kv] : layers) by_cap[kv.second] += kv.first;
+  for (const auto& [cap, bytes] : by_cap) kv_.push_back({bytes, cap});
+  // Distinct activation terms; the largest at a context is the workspace.
+  for (const auto& [bytes, per_ctx, cap] : acts) act_.push_back({bytes, per_ctx, cap});
+}
+
+Footprint FootprintProfile::At(int64_t context_tokens) const {
+  Footprint f;
+  f.batch = batch_;
+  f.cached_tokens = decode_ ? context_tokens : prompt_tokens_;
+  f.weight_bytes = weight_bytes_;
+  for (const Kv& kv : kv_) {
     const int64_t kept = kv.cap > 0 ? std::min(f.cached_tokens, kv.cap) : f.cached_tokens;
     f.kv_cache_bytes_per_token += kv.bytes_per_token;
-    f.kv_cache_bytes += kv.bytes_per_token * static_cast<double>(kept) * static_cast<double>(f.batch);
+    f.kv_cache_bytes += kv.bytes_per_token * static_cast<double>(kept) * static_cast<double>(batch_);
+  }
+  for (const Act& a : act_) {
+    const double c = static_cast<double>(a.cap > 0 ? std::min(context_tokens, a.cap) : context_tokens);
+    f.activation_workspace_bytes = std::max(f.activation_workspace_bytes, a.bytes + a.bytes_per_ctx * c);
   }
   f.total_bytes = f.weight_bytes + f.kv_cache_bytes + f.activation_workspace_bytes;
   return f;
+}
+
+Footprint ComputeFootprint(const ModelGraph& g, int64_t context_tokens) {
+  return FootprintProfile(g).At(context_tokens);
 }
 
 bool FitsDevice(const Footprint& f, const DeviceSpec& d) {

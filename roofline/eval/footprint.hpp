@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "roofline/graph/op_graph.hpp"
 #include "roofline/spec/device_spec.hpp"
@@ -43,6 +44,29 @@ struct Footprint {
 // The footprint of graph `g` at `context_tokens` (decode; a prefill graph
 // holds its prompt and ignores the argument).
 Footprint ComputeFootprint(const ModelGraph& g, int64_t context_tokens);
+
+// The same folded for sweeps: layers and operators with the same terms merge,
+// so At(context) costs a few terms instead of a walk over the graph.
+class FootprintProfile {
+ public:
+  explicit FootprintProfile(const ModelGraph& g);
+  Footprint At(int64_t context_tokens) const;
+
+ private:
+  struct Kv {
+    double bytes_per_token;  // summed over the layers with this window
+    int64_t cap;             // sliding window; 0 = whole context
+  };
+  struct Act {
+    double bytes, bytes_per_ctx;  // one operator's activation traffic: fixed + per attended token
+    int64_t cap;
+  };
+  double weight_bytes_ = 0;
+  std::vector<Kv> kv_;
+  std::vector<Act> act_;
+  bool decode_ = true;
+  int64_t batch_ = 1, prompt_tokens_ = 0;
+};
 
 // True when the device states no memory_capacity_gb or the footprint fits it.
 bool FitsDevice(const Footprint& f, const DeviceSpec& d);

@@ -25,7 +25,35 @@ std::string LinearFormatList() {
   return list;
 }
 
+constexpr std::array<const char*, kComputeDtypeCount> kComputeDtypeNames = {"fp32", "bf16", "fp16",
+                                                                            "fp8",  "int8", "int4"};
+
 }  // namespace
+
+const char* ComputeDtypeName(ComputeDtype t) { return kComputeDtypeNames[static_cast<size_t>(t)]; }
+
+std::optional<ComputeDtype> ParseComputeDtype(std::string_view name) {
+  for (int i = 0; i < kComputeDtypeCount; ++i) {
+    if (name == kComputeDtypeNames[static_cast<size_t>(i)]) return static_cast<ComputeDtype>(i);
+  }
+  return std::nullopt;
+}
+
+double DeviceSpec::PeakOpsPerS(ComputeDtype t) const {
+  if (t == ComputeDtype::kInt8 || !HasPeakTable()) return compute_ops_per_s;
+  const double p = peak_ops_per_s[static_cast<size_t>(t)];
+  if (p > 0) return p;
+  std::string listed;
+  for (int i = 0; i < kComputeDtypeCount; ++i) {
+    if (peak_ops_per_s[static_cast<size_t>(i)] > 0) listed += std::string(", ") + kComputeDtypeNames[static_cast<size_t>(i)];
+  }
+  throw MakeConfigError("device " + name, std::string("peak_tops.") + ComputeDtypeName(t),
+                        std::string("an operator computes in ") + ComputeDtypeName(t) +
+                            " but the device lists no peak for it (peak_tops has int8" + listed + ")",
+                        std::string("peak_tops.") + ComputeDtypeName(t) + " in the device YAML",
+                        "add the datasheet figure if the chip has such units; otherwise choose a plan whose "
+                        "linears compute in a listed datatype (roofline/README.md, \"Compute datatype\")");
+}
 
 const char* LinearFormatName(LinearFormat f) { return kLinearFormatNames[static_cast<size_t>(f)]; }
 
@@ -43,6 +71,30 @@ DeviceSpec ParseDeviceSpec(const YAML::Node& root, const std::string& file) {
   d.description = m.OptionalString("description").value_or("");
   d.compute_ops_per_s = m.PositiveNumber("int8_tops", "tera-operations per second") * 1e12;
   d.memory_bandwidth_bytes_per_s = m.PositiveNumber("memory_bandwidth_gb_per_s", "GB/s (1e9 bytes/s)") * 1e9;
+  if (auto p = m.OptionalMap("peak_tops")) {
+    std::vector<std::string> names;
+    for (int i = 0; i < kComputeDtypeCount; ++i) {
+      if (static_cast<ComputeDtype>(i) != ComputeDtype::kInt8) names.emplace_back(kComputeDtypeNames[static_cast<size_t>(i)]);
+    }
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    for (auto it = p->node().begin(); it != p->node().end(); ++it) {
+      const std::string k = it->first.as<std::string>();
+      const auto t = ParseComputeDtype(k);
+      if (t == ComputeDtype::kInt8) {
+        throw MakeConfigError(Where(file, it->first), p->KeyPath(k), "the INT8 peak is int8_tops",
+                              "peak_tops keys " + list, "move the value to int8_tops (one key per number)");
+      }
+      if (!t) {
+        const std::string guess = DidYouMean(k, names);
+        throw MakeConfigError(Where(file, it->first), p->KeyPath(k), "no compute datatype '" + k + "'",
+                              "peak_tops keys " + list + " (INT8: int8_tops)",
+                              guess.empty() ? "" : "did you mean '" + guess + "'?");
+      }
+      d.peak_ops_per_s[static_cast<size_t>(*t)] = p->PositiveNumber(k, "tera-operations per second") * 1e12;
+    }
+    p->Finish();
+  }
   if (auto cap = m.OptionalNumber("memory_capacity_gb", "GB (1e9 bytes)")) {
     if (*cap <= 0) {
       throw MakeConfigError(m.WhereKey("memory_capacity_gb"), "memory_capacity_gb", "must be positive",
@@ -151,6 +203,13 @@ std::string DeviceSpecToYaml(const DeviceSpec& d) {
   o << "int8_tops: " << d.compute_ops_per_s / 1e12 << "\n";
   o << "memory_bandwidth_gb_per_s: " << d.memory_bandwidth_bytes_per_s / 1e9 << "\n";
   if (d.memory_capacity_bytes > 0) o << "memory_capacity_gb: " << d.memory_capacity_bytes / 1e9 << "\n";
+  if (d.HasPeakTable()) {
+    o << "peak_tops:\n";
+    for (int i = 0; i < kComputeDtypeCount; ++i) {
+      if (d.peak_ops_per_s[static_cast<size_t>(i)] > 0)
+        o << "  " << kComputeDtypeNames[static_cast<size_t>(i)] << ": " << d.peak_ops_per_s[static_cast<size_t>(i)] / 1e12 << "\n";
+    }
+  }
   o << "efficiency:\n"
     << "  memory: " << d.memory_efficiency << "\n"
     << "  compute: " << d.compute_efficiency << "\n"

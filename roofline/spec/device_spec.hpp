@@ -37,10 +37,36 @@ const char* LinearFormatName(LinearFormat f);
 // The inverse of LinearFormatName (lower case only); nullopt for other names.
 std::optional<LinearFormat> ParseLinearFormat(std::string_view name);
 
+// Datatypes an operator computes in; each may have its own peak (YAML
+// `peak_tops.<name>`). Values index DeviceSpec::peak_ops_per_s.
+enum class ComputeDtype : int { kFp32, kBf16, kFp16, kFp8, kInt8, kInt4 };
+inline constexpr int kComputeDtypeCount = 6;
+// "fp32", "bf16", "fp16", "fp8", "int8", "int4".
+const char* ComputeDtypeName(ComputeDtype t);
+// The inverse of ComputeDtypeName; nullopt for other names.
+std::optional<ComputeDtype> ParseComputeDtype(std::string_view name);
+
 struct DeviceSpec {
   std::string name;         // short id, e.g. "device_a"
   std::string description;  // one line for reports
   double compute_ops_per_s = 0;              // peak INT8 ops/s (YAML int8_tops)
+  // Peak ops/s per compute datatype (YAML peak_tops.<dtype>, INT8 excepted:
+  // int8_tops). 0 = not listed. A device without peak_tops runs every
+  // datatype at int8_tops (one peak); one with it runs INT8 at int8_tops and
+  // refuses a datatype it does not list (PeakOpsPerS throws).
+  std::array<double, kComputeDtypeCount> peak_ops_per_s{};
+  bool HasPeakTable() const {
+    for (size_t i = 0; i < peak_ops_per_s.size(); ++i)
+      if (peak_ops_per_s[i] > 0) return true;
+    return false;
+  }
+  // True when an operator computing in `t` has a peak on this device.
+  bool HasPeak(ComputeDtype t) const {
+    return t == ComputeDtype::kInt8 || !HasPeakTable() || peak_ops_per_s[static_cast<size_t>(t)] > 0;
+  }
+  // Peak ops/s of datatype `t`; throws ConfigError naming peak_tops.<t> when
+  // the device lists peaks but not this one.
+  double PeakOpsPerS(ComputeDtype t) const;
   double memory_bandwidth_bytes_per_s = 0;   // peak DRAM bandwidth (YAML memory_bandwidth_gb_per_s)
   double memory_capacity_bytes = 0;          // 0 = not given (YAML memory_capacity_gb)
   // Efficiencies in (0, 1]: achieved / peak.

@@ -34,6 +34,7 @@ double KvBytesPerElement(KvDtype t) {
     case KvDtype::kF16: return 2.0;
     case KvDtype::kInt8: return 1.0 + 2.0 / 64.0;
     case KvDtype::kInt4: return 0.5 + 2.0 / 64.0;
+    case KvDtype::kFp8: return 1.0;  // e4m3; K and V scales are one float per layer, not per element
   }
   return 2.0;
 }
@@ -44,6 +45,7 @@ std::string KvDtypeName(KvDtype t) {
     case KvDtype::kF16: return "f16";
     case KvDtype::kInt8: return "int8";
     case KvDtype::kInt4: return "int4";
+    case KvDtype::kFp8: return "fp8";
   }
   return "bf16";
 }
@@ -155,8 +157,9 @@ QuantPlan ParseQuantPlan(const YAML::Node& root, const std::string& file, const 
     else if (*kv == "f16") p.kv_dtype = KvDtype::kF16;
     else if (*kv == "int8") p.kv_dtype = KvDtype::kInt8;
     else if (*kv == "int4") p.kv_dtype = KvDtype::kInt4;
+    else if (*kv == "fp8") p.kv_dtype = KvDtype::kFp8;
     else throw MakeConfigError(m.WhereKey("kv_cache_dtype"), "kv_cache_dtype", "unknown dtype '" + *kv + "'",
-                               "bf16, f16, int8 or int4", "");
+                               "bf16, f16, int8, int4 or fp8", "");
   }
   if (m.Has("adapters")) p.adapters = ParseAdapters(m.Node("adapters"), file);
   YAML::Node rules = m.Node("rules");

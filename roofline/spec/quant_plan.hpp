@@ -42,7 +42,7 @@ struct WeightFormat {
   std::string Label() const;  // "INT2 g32", "BF16", "Q4_0"
 };
 
-enum class KvDtype { kBf16, kInt8, kInt4, kF16 };
+enum class KvDtype { kBf16, kInt8, kInt4, kF16, kFp8 };  // kFp8: e4m3, one byte, per-tensor scales
 double KvBytesPerElement(KvDtype t);  // includes per-group scale amortized
 std::string KvDtypeName(KvDtype t);
 

@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -17,6 +18,7 @@
 #include "roofline/eval/calibration.hpp"
 #include "roofline/eval/context_profile.hpp"
 #include "roofline/eval/evaluator.hpp"
+#include "roofline/eval/footprint.hpp"
 #include "roofline/whatif/internal.hpp"
 
 namespace lifeline::whatif {
@@ -48,6 +50,8 @@ std::vector<std::string> SweepColumns(const std::vector<SweepAxis>& axes, const 
     c.push_back("tps_ceiling");
     c.push_back("capture_pct");
   }
+  c.push_back("footprint_bytes");
+  c.push_back("fits");
   return c;
 }
 
@@ -141,6 +145,7 @@ void RunSweep(const Scenario& scenario, const std::vector<Override>& fixed, cons
   };
   struct Graphs {
     Checked decode, prefill, baseline, ceiling;
+    std::optional<FootprintProfile> footprint;  // of the decode graph
     int64_t context = 0;
     int64_t batch = 1;
   };
@@ -167,7 +172,9 @@ void RunSweep(const Scenario& scenario, const std::vector<Override>& fixed, cons
     for (size_t gi : graph_axes) ov.push_back({axes[gi].key, axes[gi].values[idx[gi]], axes[gi].arg});
     const Setting s = scenario.Resolve(ov);
     Graphs g;
-    g.decode = check(BuildModelGraph(s.arch, s.plan, s.decode), s.device);
+    ModelGraph decode = BuildModelGraph(s.arch, s.plan, s.decode);
+    g.footprint.emplace(decode);
+    g.decode = check(std::move(decode), s.device);
     g.prefill = check(BuildModelGraph(s.arch, s.plan, s.prefill), s.device);
     // Baseline and ceiling differ from the plan in their weights only: they
     // keep its KV-cache dtype, so Gain% and Capture% compare like with like.
@@ -267,6 +274,8 @@ void RunSweep(const Scenario& scenario, const std::vector<Override>& fixed, cons
                           ? std::numeric_limits<double>::quiet_NaN()
                           : (m.tps - m.tps_baseline) / (m.tps_ceiling - m.tps_baseline) * 100.0;
     }
+    m.footprint_bytes = g.footprint->At(ctx).total_bytes;
+    m.fits = d.memory_capacity_bytes <= 0 || m.footprint_bytes <= d.memory_capacity_bytes;
     row(idx, m);
     if (progress && (done + 1) % kProgressEvery == 0) progress(done + 1, total);
     // Odometer: last axis fastest.

@@ -176,6 +176,8 @@ struct SweepMetrics {
   double tps_baseline = 0, gain_pct = 0, tps_ceiling = 0, capture_pct = 0;
   // capture_pct is NaN (undefined) where tps_ceiling == tps_baseline, e.g.
   // when the baseline and ceiling plans are the same.
+  double footprint_bytes = 0;  // ComputeFootprint of the decode step at this context and batch
+  bool fits = true;            // footprint <= memory_capacity_gb (true when the device states none)
 };
 
 // Number of grid points (product of axis sizes); UINT64_MAX when the product

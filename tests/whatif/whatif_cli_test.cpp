@@ -92,7 +92,7 @@ TEST(WhatifCli, SweepStreamsCsvAndJson) {
   std::getline(in, header);
   EXPECT_EQ(header,
             "memory_bandwidth_gb_per_s,context,tps,tpot_s,batch_tps,ttft_s,elasticity_bandwidth,elasticity_tops,"
-            "tps_baseline,gain_pct");
+            "tps_baseline,gain_pct,footprint_bytes,fits");
   int rows = 0;
   while (std::getline(in, line)) ++rows;
   EXPECT_EQ(rows, 6);
