@@ -11,6 +11,8 @@ add_library(lifeline_recovery STATIC
   quant/packed.cpp
   lora/lora_linear.cpp
   lora/peft.cpp
+  lora/init.cpp
+  deploy/deploy.cpp
   data/synthetic.cpp
   train/distill.cpp
   cli/recipe.cpp

@@ -62,6 +62,23 @@ std::optional<double> Metric(const CellRow& r, const std::string& metric, const 
   return m[metric][which].get<double>();
 }
 
+// A deployed variant's metric (recovery.json `deploy`, recovery/README.md).
+std::optional<double> Deployed(const CellRow& r, const std::string& variant, const std::string& which) {
+  if (!r.outputs.contains("deploy")) return std::nullopt;
+  const json& v = r.outputs["deploy"]["variants"];
+  if (!v.contains(variant) || !v[variant]["metrics"].contains("perplexity")) return std::nullopt;
+  const json& m = v[variant]["metrics"]["perplexity"];
+  if (!m.contains(which) || m[which].is_null()) return std::nullopt;
+  return m[which].get<double>();
+}
+
+// True when the cell's deployment plan is `plan` (its name or its file).
+bool DeployedOn(const CellRow& r, const std::string& plan) {
+  if (!r.outputs.contains("deploy")) return false;
+  const json& d = r.outputs["deploy"];
+  return d.value("plan", std::string()) == plan || d.value("plan_source", std::string()) == plan;
+}
+
 std::string Label(const CellRow& r, const std::string& key, const std::string& fallback) {
   return r.labels.is_object() && r.labels.contains(key) ? r.labels[key].get<std::string>() : fallback;
 }
@@ -214,6 +231,21 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
     for (const auto& [k, v] : r->outputs.at("metrics").items()) ar_metrics.insert(k);
   }
   ar_metrics.erase("perplexity");
+  const bool any_deploy =
+      std::any_of(recovery.begin(), recovery.end(), [](const CellRow* r) { return r->outputs.contains("deploy"); });
+  // Per plan: the recovery cell deployed on it with the highest attached perplexity AR%.
+  std::map<std::string, const CellRow*> deployed_best;
+  for (const CellRow* r : recovery) {
+    if (!r->outputs.contains("deploy")) continue;
+    for (const std::string& key : {r->outputs["deploy"].value("plan", std::string()),
+                                   r->outputs["deploy"].value("plan_source", std::string())}) {
+      const double ar = Deployed(*r, "attached", "ar_pct").value_or(-std::numeric_limits<double>::infinity());
+      auto it = deployed_best.find(key);
+      if (it == deployed_best.end() ||
+          ar > Deployed(*it->second, "attached", "ar_pct").value_or(-std::numeric_limits<double>::infinity()))
+        deployed_best[key] = r;
+    }
+  }
 
   std::set<std::string> all_devices;
   for (const auto& [key, g] : groups) all_devices.insert(g.devices.begin(), g.devices.end());
@@ -241,6 +273,13 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
         t.columns.push_back(m + "_ar_pct");
         t.headers.push_back("AR% " + m);
       }
+    }
+    const bool any_dep = std::any_of(g.plans.begin(), g.plans.end(), [&](const std::string& p) {
+      return deployed_best.count(p) && DeployedOn(*deployed_best.at(p), p);
+    });
+    if (any_dep) {
+      t.columns.insert(t.columns.end(), {"deployed_cell", "deployed_attached_ppl_ar_pct", "deployed_merged_ppl_ar_pct"});
+      t.headers.insert(t.headers.end(), {"Deployed cell", "AR% PPL attached", "AR% PPL merged"});
     }
     // Plans: baseline, ceiling, then the rest by name.
     std::vector<std::string> plans;
@@ -286,6 +325,16 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
             for (const auto& m : ar_metrics) row.push_back(Cell::Opt(Ar(r, m), 2));
           }
         }
+        if (any_dep) {
+          auto d = deployed_best.find(p);
+          if (d == deployed_best.end()) {
+            row.insert(row.end(), {Cell(), Cell(), Cell()});
+          } else {
+            row.push_back(d->second->id);
+            row.push_back(Cell::Opt(Deployed(*d->second, "attached", "ar_pct"), 2));
+            row.push_back(Cell::Opt(Deployed(*d->second, "merged", "ar_pct"), 2));
+          }
+        }
         t.rows.push_back(std::move(row));
       }
     }
@@ -300,6 +349,11 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
                             : fmt::format("Capture% is undefined (empty) where TPS({}) equals TPS({}): the ceiling "
                                           "gains nothing over the baseline there (0/0).",
                                           o.ceiling, o.baseline));
+    }
+    if (any_dep) {
+      t.notes.push_back("Deployed columns: the recovery cell whose --deploy-plan is the row's plan (highest attached "
+                        "perplexity AR%), evaluated with every linear stored per that plan, adapters attached or "
+                        "merged and re-quantized (recovery.json deploy).");
     }
     if (any_rec) {
       t.notes.push_back("Recovery columns: the recovery cell with the highest perplexity AR% among those whose "
@@ -332,6 +386,11 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
     for (const auto& m : metrics) {
       for (const char* w : {"teacher", "quantized", "recovered", "ar_pct"}) t.columns.push_back(m + "_" + w);
     }
+    if (any_deploy) {
+      for (const char* c : {"deploy_plan", "deploy_attached_ppl", "deploy_attached_ppl_ar_pct", "deploy_merged_ppl",
+                            "deploy_merged_ppl_ar_pct"})
+        t.columns.push_back(c);
+    }
     t.columns.push_back("seconds");
     for (const CellRow* r : recovery) {
       std::vector<Cell> row = {r->id, Label(*r, "model", ""), Label(*r, "plan", "")};
@@ -344,6 +403,14 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
         row.push_back(Cell::Opt(Metric(*r, m, "quantized"), 4));
         row.push_back(Cell::Opt(Metric(*r, m, "recovered"), 4));
         row.push_back(Cell::Opt(Ar(*r, m), 2));
+      }
+      if (any_deploy) {
+        const bool has = r->outputs.contains("deploy");
+        row.push_back(has ? Cell(r->outputs["deploy"].value("plan", std::string())) : Cell());
+        for (const char* v : {"attached", "merged"}) {
+          row.push_back(Cell::Opt(Deployed(*r, v, "recovered"), 4));
+          row.push_back(Cell::Opt(Deployed(*r, v, "ar_pct"), 2));
+        }
       }
       const json& tm = r->outputs.value("timings", json::object());
       row.push_back(tm.contains("total_s") ? Cell(tm["total_s"].get<double>(), 1) : Cell(r->elapsed_s, 1));

@@ -51,7 +51,8 @@ const std::vector<std::string>& RecoveryKeys() {
       "lora_targets", "init", "data", "data_skip", "samples", "sample_len", "temperature",
       "top_k", "walk_vocab", "gen_batch", "steps", "batch", "grad_accum", "lr", "warmup",
       "schedule", "clip", "weight_decay", "checkpoint_every", "seed", "device",
-      "threads", "eval_text", "eval_limit", "eval_batch", "tasks", "task_limit"};
+      "threads", "eval_text", "eval_limit", "eval_batch", "tasks", "task_limit",
+      "loftq_iters", "deploy_plan"};
   return keys;
 }
 

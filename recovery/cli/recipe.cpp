@@ -94,7 +94,13 @@ std::optional<RecipeProblem> CheckRecipeKey(const RecoverRecipe& r, const std::s
       return RecipeProblem{fmt::format("{} is not a probability below 1", Num(r.dropout)), "a number in [0, 1)", ""};
     return std::nullopt;
   }
-  if (key == "init") return one_of(r.init, {"standard", "svd"});
+  if (key == "init" && r.init == "svd")
+    return RecipeProblem{"'svd' is no longer supported: it left a float residual as the frozen base instead of the "
+                         "quantized weight that would be deployed",
+                         "standard, olora or loftq",
+                         "use olora or loftq, which keep the frozen base on the quantizer's grid"};
+  if (key == "init") return one_of(r.init, {"standard", "olora", "loftq"});
+  if (key == "loftq_iters") return int_range(r.loftq_iters, 1, 1000, "an iteration count");
   if (key == "data" && r.data != "synthetic" && (r.data.rfind("text:", 0) != 0 || r.data.size() == 5))
     return RecipeProblem{fmt::format("unknown data source '{}'", r.data), "synthetic or text:FILE", ""};
   if (key == "data_skip") return int_range(r.data_skip, 0, kBig, "a story count");
@@ -148,11 +154,11 @@ nlohmann::json TrainingFingerprint(const RecoverRecipe& r) {
 const std::vector<std::string>& RecipeKeys() {
   static const std::vector<std::string> keys = {
       "model", "tokenizer", "bits", "group", "scheme", "layers", "rank", "alpha", "dropout",
-      "lora_targets", "init", "data", "data_skip", "samples", "sample_len", "temperature",
+      "lora_targets", "init", "loftq_iters", "data", "data_skip", "samples", "sample_len", "temperature",
       "top_k", "walk_vocab", "gen_batch", "steps", "batch", "grad_accum", "lr", "warmup",
       "schedule", "clip", "weight_decay", "checkpoint_every", "resume", "seed", "device",
       "threads", "eval_text", "eval_limit", "eval_batch", "tasks", "task_limit", "out",
-      "save_data"};
+      "save_data", "deploy_plan"};
   return keys;
 }
 
@@ -187,6 +193,7 @@ void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std:
   num("dropout", r.dropout);
   if (m.Has("lora_targets")) r.lora_targets = StringList(m, "lora_targets");
   str("init", r.init);
+  pos("loftq_iters", r.loftq_iters);
   str("data", r.data);
   nonneg("data_skip", r.data_skip);
   pos("samples", r.samples);
@@ -219,6 +226,7 @@ void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std:
   nonneg("task_limit", r.task_limit);
   str("out", r.out);
   r.save_data = Bool(m, "save_data", r.save_data);
+  str("deploy_plan", r.deploy_plan);
   m.Finish();
   for (const std::string& k : RecipeKeys()) {
     if (!node[k]) continue;
@@ -246,6 +254,7 @@ nlohmann::json RecipeToJson(const RecoverRecipe& r) {
   j["dropout"] = r.dropout;
   j["lora_targets"] = r.LoraTargets();
   j["init"] = r.init;
+  j["loftq_iters"] = r.loftq_iters;
   j["data"] = r.data;
   j["data_skip"] = r.data_skip;
   j["samples"] = r.samples;
@@ -274,6 +283,7 @@ nlohmann::json RecipeToJson(const RecoverRecipe& r) {
   j["task_limit"] = r.task_limit;
   j["out"] = r.out;
   j["save_data"] = r.save_data;
+  j["deploy_plan"] = r.deploy_plan;
   return j;
 }
 

@@ -28,7 +28,8 @@ struct RecoverRecipe {
   double alpha = 64.0;
   double dropout = 0.0;
   std::vector<std::string> lora_targets;  // empty = same as `layers`
-  std::string init = "standard";          // standard | svd
+  std::string init = "standard";          // standard | olora | loftq (lora/init.hpp)
+  int64_t loftq_iters = 5;                // loftq: alternating quantize/SVD iterations
   // Training data.
   std::string data = "synthetic";  // synthetic | text:FILE
   int64_t data_skip = 0;           // text: stories to skip at the start of FILE
@@ -62,6 +63,8 @@ struct RecoverRecipe {
   // Output.
   std::string out = "recovery_out";
   bool save_data = true;            // write OUT/train_data.bin
+  // Deployment (recovery/deploy): roofline plan preset or plan YAML; "" = none.
+  std::string deploy_plan;
 
   // The lora targets actually used.
   const std::vector<std::string>& LoraTargets() const {

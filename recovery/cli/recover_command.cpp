@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -22,6 +23,8 @@
 #include "recovery/model/generate.hpp"
 #include "recovery/eval/text_metrics.hpp"
 #include "recovery/io/hf_checkpoint.hpp"
+#include "recovery/deploy/deploy.hpp"
+#include "recovery/lora/init.hpp"
 #include "recovery/lora/lora_linear.hpp"
 #include "recovery/lora/peft.hpp"
 #include "recovery/model/decoder.hpp"
@@ -291,6 +294,8 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
                                       r.sample_len, model_path.string(), ck.arch.max_position_embeddings),
                           fmt::format("at most {}", ck.arch.max_position_embeddings));
   }
+  const std::optional<QuantPlan> deploy_plan =
+      r.deploy_plan.empty() ? std::nullopt : std::optional(ResolveDeployPlan(r.deploy_plan, ck.arch));
   Decoder teacher = BuildDecoder(ck);
   Decoder student = BuildDecoder(ck);
   teacher->to(device);
@@ -406,6 +411,12 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   lcfg.init = init;
   lcfg.targets = r.LoraTargets();
   const auto adapted = AttachLora(student, lcfg, "--lora-targets");
+  std::vector<std::string> quantized_layers;
+  for (const auto& l : qreport) quantized_layers.push_back(l.name);
+  BaseGrid grid;
+  const auto init_reports =
+      InitializeAdapters(student, teacher, init, &qcfg, quantized_layers, static_cast<int>(r.loftq_iters), &grid);
+  if (deploy_plan) ExportDeployed(student, *deploy_plan, DeployVariant::kAttached, grid);  // refuse before training
   student->to(device);
   DistillConfig dc;
   dc.steps = r.steps;
@@ -426,6 +437,15 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   timings["train_s"] = Since(t);
   nlohmann::json tjson;
   tjson["adapted_layers"] = adapted;
+  tjson["init"]["name"] = LoraInitName(init);
+  for (const auto& ir : init_reports) {
+    nlohmann::json lj = {{"name", ir.name},
+                         {"base_change_rel", ir.base_change_rel},
+                         {"step0_error_rel", ir.step0_error_rel},
+                         {"degraded_error_rel", ir.degraded_error_rel}};
+    if (!ir.loftq_error_per_iter.empty()) lj["loftq_error_per_iter"] = ir.loftq_error_per_iter;
+    tjson["init"]["layers"].push_back(lj);
+  }
   tjson["trainable_parameters"] = [&] {
     int64_t n = 0;
     for (const auto& [name, p] : LoraParameters(student)) n += p.numel();
@@ -485,6 +505,19 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
                            value.get<double>(), name);
   }
   out["metrics"] = metrics;
+  if (deploy_plan) {
+    t = Clock::now();
+    Stage("evaluating the deployed model (plan " + deploy_plan->name + ")");
+    out["deploy"] = RunDeployVariants(student, *deploy_plan, grid, metrics, [&](Decoder& m) {
+      nlohmann::json mj;
+      for (const auto& [name, value] : EvalJson(Evaluate(m, teacher, docs, *tok, r, device)).items()) {
+        if (name != "seconds")
+          mj[name] = Metric(te.at(name).get<double>(), qe.at(name).get<double>(), value.get<double>(), name);
+      }
+      return mj;
+    });
+    timings["eval_deploy_s"] = Since(t);
+  }
   out["adapters"] = "adapters/";
   timings["total_s"] = Since(t_total);
   out["timings"] = timings;
@@ -535,7 +568,13 @@ void AddRecoverCommand(CLI::App& app) {
   cmd->add_option("--alpha", r.alpha, "LoRA alpha")->capture_default_str();
   cmd->add_option("--dropout", r.dropout, "LoRA dropout")->capture_default_str();
   cmd->add_option("--lora-targets", o->lora_targets, "layer patterns for adapters (default: --layers)");
-  cmd->add_option("--init", r.init, "LoRA init: standard or svd")->capture_default_str();
+  cmd->add_option("--init", r.init, "LoRA init: standard, olora or loftq (frozen base stays on the grid)")
+      ->capture_default_str();
+  cmd->add_option("--loftq-iters", r.loftq_iters, "loftq: alternating quantize/SVD iterations")
+      ->capture_default_str();
+  cmd->add_option("--deploy-plan", r.deploy_plan,
+                  "after training, evaluate the model deployed per this roofline plan (preset or YAML): "
+                  "adapters attached and merged");
   cmd->add_option("--data", r.data, "synthetic or text:FILE")->capture_default_str();
   cmd->add_option("--data-skip", r.data_skip, "text data: stories to skip first")->capture_default_str();
   cmd->add_option("--samples", r.samples, "training sequences")->capture_default_str();
@@ -589,6 +628,8 @@ void AddRecoverCommand(CLI::App& app) {
     if (given("--dropout")) merged.dropout = f.dropout;
     if (given("--lora-targets")) merged.lora_targets = SplitPatterns(o->lora_targets);
     if (given("--init")) merged.init = f.init;
+    if (given("--loftq-iters")) merged.loftq_iters = f.loftq_iters;
+    if (given("--deploy-plan")) merged.deploy_plan = f.deploy_plan;
     if (given("--data")) merged.data = f.data;
     if (given("--data-skip")) merged.data_skip = f.data_skip;
     if (given("--samples")) merged.samples = f.samples;

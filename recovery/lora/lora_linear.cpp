@@ -25,22 +25,11 @@ LoraLinear::LoraLinear(std::shared_ptr<LinearBase> base, const LoraConfig& cfg,
   for (auto& p : base_->parameters()) p.set_requires_grad(false);
   const auto opts = base_->BaseWeight().options();
   torch::NoGradGuard no_grad;
-  at::Tensor a, b;
-  if (cfg.init == LoraInit::kStandard) {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(in));  // kaiming_uniform(a=√5)
-    a = at::empty({cfg.rank, in}, opts).uniform_(-bound, bound);
-    b = at::zeros({out, cfg.rank}, opts);
-  } else {
-    // W ≈ U S V^T; take the top-r part, split it as B·A·(α/r), remove it from W.
-    at::Tensor w = base_->BaseWeight();
-    auto [u, s, vh] = at::linalg_svd(w.to(at::kDouble), /*full_matrices=*/false);
-    const at::Tensor ur = u.narrow(1, 0, cfg.rank), sr = s.narrow(0, 0, cfg.rank),
-                     vr = vh.narrow(0, 0, cfg.rank);
-    const at::Tensor root = at::sqrt(sr / cfg.Scaling());
-    b = (ur * root.unsqueeze(0)).to(opts);  // (out, r)
-    a = (root.unsqueeze(1) * vr).to(opts);  // (r, in)
-    w.sub_(at::matmul(b, a) * cfg.Scaling());
-  }
+  // Standard init (kaiming_uniform(a=√5) on A, zero B); olora/loftq
+  // overwrite it in InitializeAdapters.
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  const at::Tensor a = at::empty({cfg.rank, in}, opts).uniform_(-bound, bound);
+  const at::Tensor b = at::zeros({out, cfg.rank}, opts);
   lora_A_ = register_parameter("lora_A", a);
   lora_B_ = register_parameter("lora_B", b);
 }
@@ -114,10 +103,26 @@ void RestoreLora(Decoder& model, const std::map<std::string, at::Tensor>& snapsh
 
 LoraInit ParseLoraInit(const std::string& s, const std::string& where) {
   if (s == "standard") return LoraInit::kStandard;
-  if (s == "svd") return LoraInit::kSvd;
-  throw ConfigError(fmt::format("{}: unknown LoRA init '{}'; expected standard or svd", where, s));
+  if (s == "olora") return LoraInit::kOlora;
+  if (s == "loftq") return LoraInit::kLoftq;
+  if (s == "svd")
+    throw MakeConfigError(where, "init",
+                          "'svd' is no longer supported: it moved the top-r part of the weight into the adapters "
+                          "and left a float residual as the frozen base, so the base was no longer the "
+                          "quantized weight that would be deployed",
+                          "standard, olora or loftq",
+                          "use olora (PEFT's OLoRA, base re-quantized on the grid) or loftq (alternating "
+                          "quantize/SVD, base = the deployed quantized weight)");
+  throw MakeConfigError(where, "init", fmt::format("unknown LoRA init '{}'", s), "standard, olora or loftq");
 }
 
-std::string LoraInitName(LoraInit init) { return init == LoraInit::kStandard ? "standard" : "svd"; }
+std::string LoraInitName(LoraInit init) {
+  switch (init) {
+    case LoraInit::kStandard: return "standard";
+    case LoraInit::kOlora: return "olora";
+    case LoraInit::kLoftq: return "loftq";
+  }
+  return "standard";
+}
 
 }  // namespace lifeline::recovery

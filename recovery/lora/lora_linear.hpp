@@ -13,9 +13,14 @@
 
 namespace lifeline::recovery {
 
+// How the adapters (and, for olora/loftq, the frozen base) start. The
+// constructor below always makes the standard init; olora and loftq are then
+// applied by InitializeAdapters (init.hpp), which needs the run's quantizer
+// and the full-precision weights.
 enum class LoraInit {
-  kStandard,  // A ~ Kaiming-uniform(a = √5) = U(±1/√in), B = 0
-  kSvd,       // PiSSA/OLoRA-style: B·A·(α/r) = top-r SVD part of W, W -= that part
+  kStandard,  // A ~ Kaiming-uniform(a = √5) = U(±1/√in), B = 0 (PEFT's default)
+  kOlora,     // PEFT's OLoRA: QR of the weight, base re-quantized on the grid
+  kLoftq,     // LoftQ: alternating quantize / SVD, base = Q on the grid
 };
 
 struct LoraConfig {
@@ -73,7 +78,8 @@ std::vector<std::pair<std::string, at::Tensor>> LoraParameters(const Decoder& mo
 std::map<std::string, at::Tensor> SnapshotLora(const Decoder& model);
 void RestoreLora(Decoder& model, const std::map<std::string, at::Tensor>& snapshot);
 
-// "standard" / "svd" <-> LoraInit (ConfigError otherwise).
+// "standard" / "olora" / "loftq" <-> LoraInit (ConfigError otherwise; "svd"
+// is refused with the reason).
 LoraInit ParseLoraInit(const std::string& s, const std::string& where);
 std::string LoraInitName(LoraInit init);
 

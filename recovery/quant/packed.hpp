@@ -15,7 +15,7 @@
 namespace lifeline::recovery {
 
 struct PackedWeight {
-  int bits = 0;                      // 2, 3 or 4
+  int bits = 0;                      // 2, 3, 4 or 8
   int64_t rows = 0;                  // out features
   int64_t cols = 0;                  // in features
   int64_t group = 0;                 // weights per group along cols

@@ -13,8 +13,8 @@ at::Tensor ToBf16Exact(const at::Tensor& x) { return x.to(at::kBFloat16).to(at::
 }  // namespace
 
 void CheckQuantConfig(const QuantConfig& cfg, int64_t in_features, const std::string& where) {
-  if (cfg.bits < 2 || cfg.bits > 4) {
-    throw ConfigError(fmt::format("{}: unsupported bit width {}; expected 2, 3 or 4", where,
+  if (cfg.bits != 2 && cfg.bits != 3 && cfg.bits != 4 && cfg.bits != 8) {
+    throw ConfigError(fmt::format("{}: unsupported bit width {}; expected 2, 3, 4 or 8", where,
                                   cfg.bits));
   }
   if (cfg.group <= 0 || in_features % cfg.group != 0) {

@@ -1,7 +1,7 @@
 #pragma once
-// Group-wise round-to-nearest (RTN) weight quantization, INT2/3/4, and fake
-// quantization (quantize-dequantize, QDQ) of decoder layers chosen by name
-// pattern (METHOD.md §2.1).
+// Group-wise round-to-nearest (RTN) weight quantization, INT2/3/4 (and INT8
+// for deployment plans), and fake quantization (quantize-dequantize, QDQ) of
+// decoder layers chosen by name pattern (METHOD.md §2.1).
 //
 // Groups run along the input dimension: a (out, in) weight has out * in / g
 // groups of g consecutive input weights. Scales are rounded to BF16 before
@@ -23,7 +23,7 @@ enum class QuantScheme {
 };
 
 struct QuantConfig {
-  int bits = 2;                                     // 2, 3 or 4
+  int bits = 2;                                     // 2, 3, 4 (8 for deployment plans)
   int64_t group = 32;                               // weights per group along the input dim
   QuantScheme scheme = QuantScheme::kAsymmetric;    // asymmetric is the paper's
 };

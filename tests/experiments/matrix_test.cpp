@@ -187,7 +187,7 @@ TEST(Matrix, ShippedAblationMatrices) {
   for (const char* name : {"stories260k_quick", "stories260k"}) {
     SCOPED_TRACE(name);
     const Matrix m = LoadMatrix(std::string(LIFELINE_SOURCE_TREE) + "/experiments/ablations/" + name + ".yaml");
-    ASSERT_EQ(m.cells.size(), 12u);
+    ASSERT_EQ(m.cells.size(), 13u);
     const nlohmann::json base = m.cells[0].inputs["recipe"];
     EXPECT_EQ(base["rank"], 32);
     EXPECT_EQ(base["bits"], 2);
@@ -199,7 +199,8 @@ TEST(Matrix, ShippedAblationMatrices) {
         {{"rank", 8}},
         {{"rank", 16}},
         {{"lora_targets", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}}},
-        {{"init", "svd"}},
+        {{"init", "olora"}},
+        {{"init", "loftq"}},
         {{"data", "text:../shared/data/tinystories/tinystories_val_dev.txt"}, {"data_skip", 200}},
         {{"samples", 1024}},
         {{"samples", 4096}},
@@ -212,13 +213,20 @@ TEST(Matrix, ShippedAblationMatrices) {
       for (const auto& [k, v] : changes[i]) expected[k] = v;
       EXPECT_EQ(recipe, expected);
     }
-    EXPECT_EQ(m.cells[11].labels["plan"], "gateup-int3");
+    EXPECT_EQ(m.cells[12].labels["plan"], "gateup-int3");
   }
   const Matrix smoke =
       LoadMatrix(std::string(LIFELINE_SOURCE_TREE) + "/experiments/ablations/stories260k_quick.yaml", "smoke");
   ASSERT_EQ(smoke.cells.size(), 2u);
   EXPECT_EQ(smoke.cells[0].inputs["recipe"]["steps"], 2);
   EXPECT_EQ(smoke.cells[1].inputs["recipe"]["rank"], 4);
+  const Matrix inits =
+      LoadMatrix(std::string(LIFELINE_SOURCE_TREE) + "/experiments/ablations/stories260k_quick.yaml", "inits");
+  ASSERT_EQ(inits.cells.size(), 3u);
+  EXPECT_EQ(inits.cells[0].inputs["recipe"]["init"], "standard");
+  EXPECT_EQ(inits.cells[1].inputs["recipe"]["init"], "olora");
+  EXPECT_EQ(inits.cells[2].inputs["recipe"]["init"], "loftq");
+  EXPECT_EQ(inits.cells[2].inputs["recipe"]["deploy_plan"], "experiments/plans/stories260k_w4w2_gateup.yaml");
 }
 
 // Editing a device (or model/plan) file the matrix names makes a new cell:

@@ -56,22 +56,17 @@ TEST(Lora, StandardInitLeavesOutputUnchangedAndTrainsOnlyAdapters) {
   EXPECT_TRUE(has_base);
 }
 
-TEST(Lora, MergeUnmergeAndSvdInit) {
+TEST(Lora, MergeUnmerge) {
   LIFELINE_REQUIRE_STORIES260K();
   Decoder model = Stories();
   FakeQuantizeLayers(model, {"mlp.gate_proj", "mlp.up_proj"}, {2, 32, QuantScheme::kAsymmetric});
   const at::Tensor ids = at::randint(3, 512, {2, 16}, at::kLong);
   torch::NoGradGuard g;
-  const at::Tensor quantized = model->forward(ids);
   LoraConfig cfg;
   cfg.rank = 16;
   cfg.alpha = 32;
-  cfg.init = LoraInit::kSvd;
   AttachLora(model, cfg);
-  // SVD init moves the top-r part of W into the adapters: output unchanged.
-  EXPECT_LT((model->forward(ids) - quantized).abs().max().item<double>(), 1e-4);
   auto layer = LoraLayers(model)[3].second;
-  EXPECT_GT(layer->lora_B().abs().max().item<double>(), 0.0);
   for (auto& [name, l] : LoraLayers(model)) l->lora_B().add_(at::randn_like(l->lora_B()) * 0.05);
   const at::Tensor y = model->forward(ids);
   const at::Tensor w0 = layer->BaseWeight().clone();
@@ -98,7 +93,7 @@ TEST(Lora, BadRankAndPatternAreConfigErrors) {
   cfg.rank = 4;
   cfg.targets = {"self_attn.qkv"};
   EXPECT_THROW(AttachLora(model2, cfg), ConfigError);
-  EXPECT_THROW(ParseLoraInit("olora", "--init"), ConfigError);
+  EXPECT_THROW(ParseLoraInit("pissa", "--init"), ConfigError);
 }
 
 TEST(Lora, PeftExportRoundTrip) {
