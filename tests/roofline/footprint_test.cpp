@@ -74,7 +74,7 @@ TEST(Footprint, Batch256At4kDoesNotFitAnA100WithTheNumbersInTheMessage) {
   const ModelArch arch = Llama2_7b();
   const DeviceSpec a100 = ResolveDeviceSpec("nvidia_a100_80gb");
   const Footprint f = ComputeFootprint(DecodeGraph(arch, "bf16", 256), 4096);
-  EXPECT_DOUBLE_EQ(f.kv_cache_bytes, 256 * 32 * 2 * 32 * 128 * 4096 * 2.0);  // 549.8 GB
+  EXPECT_DOUBLE_EQ(f.kv_cache_bytes, 256.0 * 32 * 2 * 32 * 128 * 4096 * 2);  // 549.8 GB
   EXPECT_FALSE(FitsDevice(f, a100));
   const std::string m = DescribeFootprint(f, a100);
   for (const char* s : {"needs 563.", "weights 13.477 GB", "KV cache 549.756 GB at 4096 tokens x batch 256",
