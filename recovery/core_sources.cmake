@@ -17,6 +17,11 @@ add_library(lifeline_recovery STATIC
   train/distill.cpp
   cli/recipe.cpp
   cli/recover_command.cpp
+  cli/recover_method.cpp
+  cli/run_dir.cpp
+  degrade/float_format.cpp
+  degrade/degrade.cpp
+  train/methods.cpp
   cli/recovery_cell.cpp
 )
 target_include_directories(lifeline_recovery PUBLIC ${PROJECT_SOURCE_DIR})

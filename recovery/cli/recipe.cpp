@@ -87,6 +87,39 @@ std::optional<RecipeProblem> CheckRecipeKey(const RecoverRecipe& r, const std::s
   if (key == "scheme") return one_of(r.scheme, {"asym", "sym"});
   if (key == "layers" && r.layers.empty())
     return RecipeProblem{"empty list", "at least one layer pattern (e.g. mlp.gate_proj)", ""};
+  if (key == "degrade") {
+    if (r.degrade.empty()) return RecipeProblem{"empty list", "one or more of: quant, noise, dtype, bitflip", ""};
+    for (size_t i = 0; i < r.degrade.size(); ++i) {
+      if (auto p = one_of(r.degrade[i], {"quant", "noise", "dtype", "bitflip"}))
+        return RecipeProblem{fmt::format("unknown degradation '{}'", r.degrade[i]), p->expected, ""};
+      for (size_t j = 0; j < i; ++j)
+        if (r.degrade[j] == r.degrade[i])
+          return RecipeProblem{fmt::format("'{}' is listed twice", r.degrade[i]), "each kind at most once",
+                               "its strength is set by its own key"};
+    }
+    return std::nullopt;
+  }
+  if (key == "noise_rel_l2") return real_range(r.noise_rel_l2, 0, false, 1e6, "0 with noise_l2 set");
+  if (key == "noise_l2") {
+    if (auto p = real_range(r.noise_l2, 0, false, 1e12, "")) return p;
+    if (r.noise_l2 > 0 && r.noise_rel_l2 > 0)
+      return RecipeProblem{"given together with noise_rel_l2", "one noise target: noise_rel_l2 or noise_l2",
+                           "set only one of them"};
+    if (r.noise_l2 == 0 && r.noise_rel_l2 == 0)
+      return RecipeProblem{"no noise target", "noise_rel_l2 > 0 or noise_l2 > 0", ""};
+    return std::nullopt;
+  }
+  if (key == "dtype") return one_of(r.dtype, {"fp16", "bf16", "fp8-e4m3", "fp8-e5m2"});
+  if (key == "bitflip_rate") return real_range(r.bitflip_rate, 0, true, 0.5, "bit positions are drawn without replacement");
+  if (key == "method") return one_of(r.method, {"recover-lora", "llm-qat", "sft-lora"});
+  if (key == "qat_ste" && r.qat_ste) {
+    if (r.method != "llm-qat")
+      return RecipeProblem{"qat_ste is set with method " + r.method, "method llm-qat",
+                           "the straight-through estimator trains the quantized weights themselves"};
+    if (r.degrade.empty() || r.degrade.back() != "quant")
+      return RecipeProblem{"qat_ste without quant as the last degradation",
+                           "degrade ending in quant (the grid the weights are kept on)", ""};
+  }
   if (key == "rank") return int_range(r.rank, 1, 65536, "a LoRA rank");
   if (key == "alpha") return real_range(r.alpha, 0, true, kMaxRecipeAlpha, "");
   if (key == "dropout") {
@@ -154,12 +187,26 @@ nlohmann::json TrainingFingerprint(const RecoverRecipe& r) {
 const std::vector<std::string>& RecipeKeys() {
   static const std::vector<std::string> keys = {
       "model", "tokenizer", "bits", "group", "scheme", "layers", "rank", "alpha", "dropout",
+      "degrade", "noise_rel_l2", "noise_l2", "dtype", "bitflip_rate", "method", "qat_ste",
       "lora_targets", "init", "loftq_iters", "data", "data_skip", "samples", "sample_len", "temperature",
       "top_k", "walk_vocab", "gen_batch", "steps", "batch", "grad_accum", "lr", "warmup",
       "schedule", "clip", "weight_decay", "checkpoint_every", "resume", "seed", "device",
       "threads", "eval_text", "eval_limit", "eval_batch", "tasks", "task_limit", "out",
       "save_data", "deploy_plan"};
   return keys;
+}
+
+const std::vector<std::string>& AdapterKeys() {
+  static const std::vector<std::string> keys = {"rank", "alpha", "dropout", "lora_targets", "init", "loftq_iters"};
+  return keys;
+}
+
+std::optional<RecipeProblem> AdapterKeyProblem(const RecoverRecipe& r, const std::string& key) {
+  if (r.method != "llm-qat") return std::nullopt;
+  return RecipeProblem{fmt::format("an adapter option with method llm-qat"),
+                       "no adapter keys (rank, alpha, dropout, lora_targets, init, loftq_iters): llm-qat trains "
+                       "every parameter of the degraded model and attaches no adapters",
+                       "remove it, or use method recover-lora or sft-lora"};
 }
 
 void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std::string& path,
@@ -188,6 +235,14 @@ void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std:
   pos("group", r.group);
   str("scheme", r.scheme);
   if (m.Has("layers")) r.layers = StringList(m, "layers");
+  if (m.Has("degrade")) r.degrade = StringList(m, "degrade");
+  num("noise_rel_l2", r.noise_rel_l2);
+  num("noise_l2", r.noise_l2);
+  if (m.Has("noise_l2") && !m.Has("noise_rel_l2")) r.noise_rel_l2 = 0;  // the absolute target replaces the default
+  str("dtype", r.dtype);
+  num("bitflip_rate", r.bitflip_rate);
+  str("method", r.method);
+  r.qat_ste = Bool(m, "qat_ste", r.qat_ste);
   pos("rank", r.rank);
   if (m.Has("alpha")) r.alpha = m.PositiveNumber("alpha");
   num("dropout", r.dropout);
@@ -228,6 +283,11 @@ void ApplyRecipeYaml(const YAML::Node& node, const std::string& file, const std:
   r.save_data = Bool(m, "save_data", r.save_data);
   str("deploy_plan", r.deploy_plan);
   m.Finish();
+  for (const std::string& k : AdapterKeys()) {
+    if (!node[k]) continue;
+    if (const auto p = AdapterKeyProblem(r, k))
+      throw MakeConfigError(m.WhereKey(k), m.KeyPath(k), p->problem, p->expected, p->hint);
+  }
   for (const std::string& k : RecipeKeys()) {
     if (!node[k]) continue;
     if (const auto p = CheckRecipeKey(r, k))
@@ -249,6 +309,13 @@ nlohmann::json RecipeToJson(const RecoverRecipe& r) {
   j["group"] = r.group;
   j["scheme"] = r.scheme;
   j["layers"] = r.layers;
+  j["degrade"] = r.degrade;
+  j["noise_rel_l2"] = r.noise_rel_l2;
+  j["noise_l2"] = r.noise_l2;
+  j["dtype"] = r.dtype;
+  j["bitflip_rate"] = r.bitflip_rate;
+  j["method"] = r.method;
+  j["qat_ste"] = r.qat_ste;
   j["rank"] = r.rank;
   j["alpha"] = r.alpha;
   j["dropout"] = r.dropout;

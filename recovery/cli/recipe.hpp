@@ -22,7 +22,16 @@ struct RecoverRecipe {
   int bits = 2;               // 2, 3 or 4
   int64_t group = 32;         // group size along the input dimension
   std::string scheme = "asym";  // asym | sym
-  std::vector<std::string> layers = {"mlp.gate_proj", "mlp.up_proj"};  // patterns to quantize
+  std::vector<std::string> layers = {"mlp.gate_proj", "mlp.up_proj"};  // patterns every degradation applies to
+  // Degradations (recovery/degrade), applied in order to `layers`.
+  std::vector<std::string> degrade = {"quant"};  // quant | noise | dtype | bitflip
+  double noise_rel_l2 = 0.1;        // noise: ||dW|| / ||W|| per layer (used when noise_l2 is 0)
+  double noise_l2 = 0.0;            // noise: absolute ||dW|| per layer (0 = use noise_rel_l2)
+  std::string dtype = "fp8-e4m3";   // dtype: fp16 | bf16 | fp8-e4m3 | fp8-e5m2
+  double bitflip_rate = 1e-5;       // bitflip: fraction of the stored float32 bits flipped
+  // Recovery method (recovery/train/methods.hpp).
+  std::string method = "recover-lora";  // recover-lora | llm-qat | sft-lora
+  bool qat_ste = false;                 // llm-qat on quant: keep the weights on the grid (STE)
   // LoRA.
   int64_t rank = 32;
   double alpha = 64.0;
@@ -90,6 +99,12 @@ struct RecipeProblem {
 };
 // The problem with `key`'s value in `r`, or nothing when it is fine.
 std::optional<RecipeProblem> CheckRecipeKey(const RecoverRecipe& r, const std::string& key);
+// The keys that configure LoRA adapters: an error with method llm-qat,
+// which trains every parameter and attaches none.
+const std::vector<std::string>& AdapterKeys();
+// The problem with adapter key `key` being set in `r`, if its method has no
+// adapters.
+std::optional<RecipeProblem> AdapterKeyProblem(const RecoverRecipe& r, const std::string& key);
 // Throws a ConfigError for the first key of `keys` (all keys when empty)
 // whose value fails; `where(key)` names its source ("--data-skip",
 // "recipe.yaml", ...).

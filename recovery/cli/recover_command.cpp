@@ -15,7 +15,10 @@
 #include <fmt/format.h>
 #include <torch/types.h>
 
+#include "recovery/cli/run_dir.hpp"
+#include "recovery/cli/recover_method.hpp"
 #include "recovery/data/synthetic.hpp"
+#include "recovery/degrade/degrade.hpp"
 #include "recovery/eval/accuracy_recovery.hpp"
 #include "recovery/eval/gsm8k.hpp"
 #include "recovery/eval/lm_eval_tasks.hpp"
@@ -34,6 +37,7 @@
 #include "recovery/quant/rtn.hpp"
 #include "recovery/tokenizer/tokenizer.hpp"
 #include "recovery/train/distill.hpp"
+#include "recovery/train/methods.hpp"
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
 #include "common/progress.hpp"
@@ -166,12 +170,11 @@ std::string DataKey(const RecoverRecipe& r, const std::string& model) {
 }
 
 std::string BaselineKey(const RecoverRecipe& r, const std::string& model) {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", model, r.bits, r.group, r.scheme,
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", model, r.bits, r.group, r.scheme,
                      fmt::join(r.layers, ","), r.eval_text, r.eval_limit,
-                     fmt::join(r.tasks, ","), r.task_limit);
+                     fmt::join(r.tasks, ","), r.task_limit, fmt::join(r.degrade, ","), r.noise_rel_l2,
+                     r.noise_l2, r.dtype, r.bitflip_rate, r.seed);
 }
-
-void WriteJson(const fs::path& path, const nlohmann::json& j) { WriteFileAtomic(path, j.dump(2) + "\n"); }
 
 // Weights that are NaN or infinite make every metric meaningless (KL 0,
 // top-1 1.0 between two broken models): refuse them, naming the tensor.
@@ -190,70 +193,6 @@ void CheckWeightsFinite(const Checkpoint& ck, const fs::path& model_path) {
   }
 }
 
-// --out must be a directory (or not exist yet): checked before any work.
-void CheckOutPath(const std::string& out) {
-  std::error_code ec;
-  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
-    throw MakeConfigError("--out", "out", fmt::format("'{}' exists and is not a directory", out),
-                          "a directory path", "choose another --out");
-}
-
-void CreateOutDir(const std::string& out) {
-  CheckOutPath(out);
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec)
-    throw MakeConfigError("--out", "out", fmt::format("cannot create directory '{}': {}", out, ec.message()),
-                          "a writable directory path", "choose another --out");
-}
-
-// OUT/recipe_fingerprint.json: the recipe keys that decide the training
-// result. A fresh run records it; --resume compares against it and refuses
-// to continue a run whose recipe changed.
-void CheckOrRecordFingerprint(const RecoverRecipe& r) {
-  const fs::path file = fs::path(r.out) / "recipe_fingerprint.json";
-  const nlohmann::json now = TrainingFingerprint(r);
-  std::error_code ec;
-  if (r.resume) {
-    if (!fs::exists(file, ec)) {
-      if (fs::exists(fs::path(r.out) / "train_state", ec))
-        throw MakeConfigError("--resume", "resume",
-                              fmt::format("{} is missing, so the recipe of the training in {} is unknown",
-                                          file.string(), (fs::path(r.out) / "train_state").string()),
-                              "an output directory written by the run being resumed",
-                              "rerun without --resume (with --overwrite) to train from the start");
-    } else {
-      nlohmann::json before;
-      try {
-        std::ifstream in(file);
-        before = nlohmann::json::parse(in);
-      } catch (const nlohmann::json::exception& e) {
-        throw MakeConfigError(file.string(), "(root)", fmt::format("not valid JSON ({})", e.what()),
-                              "the fingerprint a recover run writes",
-                              "rerun without --resume (with --overwrite) to train from the start");
-      }
-      std::vector<std::string> changed;
-      for (const auto& [k, v] : now.items()) {
-        if (!before.contains(k)) {
-          changed.push_back(fmt::format("{} (unrecorded -> {})", k, v.dump()));
-        } else if (before[k] != v) {
-          changed.push_back(fmt::format("{} ({} -> {})", k, before[k].dump(), v.dump()));
-        }
-      }
-      if (!changed.empty())
-        throw MakeConfigError("--resume", "resume",
-                              fmt::format("the recipe changed since the run in {} started: {}", r.out,
-                                          fmt::join(changed, ", ")),
-                              "the same training settings as the run being resumed",
-                              fmt::format("rerun with the recorded values ({}), or without --resume "
-                                          "(with --overwrite) to train from the start",
-                                          file.string()));
-      return;
-    }
-  }
-  WriteJson(file, now);
-}
-
 }  // namespace
 
 nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
@@ -270,6 +209,7 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   const QuantScheme scheme = ParseQuantScheme(r.scheme, "--scheme");
   const LoraInit init = ParseLoraInit(r.init, "--init");
   const LrSchedule schedule = ParseLrSchedule(r.schedule, "--schedule");
+  const RecoveryMethod method = ParseRecoveryMethod(r.method, "--method");
   const QuantConfig qcfg{r.bits, r.group, scheme};
 
   // 1. Model, tokenizer.
@@ -303,9 +243,10 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   for (auto& p : teacher->parameters()) p.set_requires_grad(false);
   timings["load_s"] = Since(t);
 
-  // 2. Quantize.
+  // 2. Degrade (quantize, perturb, ...).
   t = Clock::now();
-  const auto qreport = FakeQuantizeLayers(student, r.layers, qcfg, "--layers");
+  const DegradationResult degradation = ApplyDegradations(student, r.layers, MakeDegradeConfig(r), "--layers");
+  const std::vector<LayerQuantReport>& qreport = degradation.quantized;
   student->to(device);
   nlohmann::json qjson;
   qjson["bits"] = r.bits;
@@ -320,7 +261,7 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
                                {"rel_error", l.rel_error}, {"packed_bytes", bytes}});
   }
   qjson["packed_bytes_total"] = packed_total;
-  timings["quantize_s"] = Since(t);
+  timings["degrade_s"] = Since(t);
 
   // 3. Baseline evaluation: teacher and quantized model.
   const fs::path eval_path = r.eval_text.empty() ? TinyStoriesValPath() : fs::path(r.eval_text);
@@ -401,21 +342,25 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   }
   timings["data_s"] = Since(t);
 
-  // 5. LoRA + distillation.
+  // 5. The method: adapters or all parameters, then training.
   t = Clock::now();
   at::manual_seed(r.seed);
+  const MethodSetup setup = SetUpMethod(student, method, r, qcfg);
   LoraConfig lcfg;
   lcfg.rank = r.rank;
   lcfg.alpha = r.alpha;
   lcfg.dropout = r.dropout;
   lcfg.init = init;
   lcfg.targets = r.LoraTargets();
-  const auto adapted = AttachLora(student, lcfg, "--lora-targets");
+  const std::vector<std::string> adapted =
+      UsesAdapters(method) ? AttachLora(student, lcfg, "--lora-targets") : std::vector<std::string>{};
   std::vector<std::string> quantized_layers;
   for (const auto& l : qreport) quantized_layers.push_back(l.name);
   BaseGrid grid;
   const auto init_reports =
-      InitializeAdapters(student, teacher, init, &qcfg, quantized_layers, static_cast<int>(r.loftq_iters), &grid);
+      UsesAdapters(method)
+          ? InitializeAdapters(student, teacher, init, &qcfg, quantized_layers, static_cast<int>(r.loftq_iters), &grid)
+          : std::vector<AdapterInitReport>{};
   if (deploy_plan) ExportDeployed(student, *deploy_plan, DeployVariant::kAttached, grid);  // refuse before training
   student->to(device);
   DistillConfig dc;
@@ -432,8 +377,13 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   dc.checkpoint_dir = fs::path(r.out) / "train_state";
   dc.checkpoint_every = r.checkpoint_every;
   dc.resume = r.resume;
+  dc.loss = MethodLoss(method);
   CheckOrRecordFingerprint(r);
-  const DistillResult dr = Distill(teacher, student, data, dc);
+  const NamedTensors trainable = UsesAdapters(method) ? LoraParameters(student) : AllParameters(student);
+  const DistillResult dr = Train(teacher, student, trainable, data, dc);
+  if (setup.ste_layers.size() > 0) BakeSteQuant(student);  // deploy the on-grid weights
+  int64_t trainable_params = 0;
+  for (const auto& [name, p] : trainable) trainable_params += p.numel();
   timings["train_s"] = Since(t);
   nlohmann::json tjson;
   tjson["adapted_layers"] = adapted;
@@ -446,11 +396,17 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
     if (!ir.loftq_error_per_iter.empty()) lj["loftq_error_per_iter"] = ir.loftq_error_per_iter;
     tjson["init"]["layers"].push_back(lj);
   }
-  tjson["trainable_parameters"] = [&] {
-    int64_t n = 0;
-    for (const auto& [name, p] : LoraParameters(student)) n += p.numel();
-    return n;
-  }();
+  tjson["method"] = RecoveryMethodName(method);
+  tjson["loss"] = dc.loss == TrainLoss::kKl ? "kl_teacher_student" : "next_token_cross_entropy";
+  if (method == RecoveryMethod::kSftLora)
+    tjson["labels"] = r.data == "synthetic" ? "the synthetic sequences' own tokens (sampled from the teacher)"
+                                            : "the text's own tokens";
+  if (method == RecoveryMethod::kLlmQat) {
+    tjson["qat_ste"] = r.qat_ste;
+    tjson["ste_layers"] = setup.ste_layers;
+    tjson["weights_on_grid"] = !setup.ste_layers.empty();
+  }
+  tjson["trainable_parameters"] = trainable_params;
   tjson["steps_done"] = dr.steps_done;
   tjson["start_step"] = dr.start_step;
   tjson["first_loss"] = dr.first_loss;
@@ -473,7 +429,8 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
   Stage("evaluating the recovered model");
   const Evaluation re = Evaluate(student, teacher, docs, *tok, r, device);
   timings["eval_recovered_s"] = Since(t);
-  SavePeftAdapters(student, fs::path(r.out) / "adapters", model_path.string());
+  if (UsesAdapters(method)) SavePeftAdapters(student, fs::path(r.out) / "adapters", model_path.string());
+  else SaveTrainedWeights(student, fs::path(r.out) / "model.safetensors");
 
   nlohmann::json out;
   out["model"] = model_path.string();
@@ -485,8 +442,13 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
                   {"synthetic_mt19937_64", r.seed},
                   {"synthetic_torch_generator", r.seed ^ 0x9e3779b97f4a7c15ULL},
                   {"lora_init_torch_manual_seed", r.seed},
+                  {"degradation", "splitmix64 of (seed, kind position, layer position)"},
                   {"batch_order", "mt19937_64(seed * 1000003 + step)"}};
-  out["quantization"] = qjson;
+  out["method"] = RecoveryMethodName(method);
+  out["trainable_params"] = trainable_params;
+  out["train_tokens"] = data_tokens;
+  out["degradation"] = degradation.report;
+  if (!qreport.empty()) out["quantization"] = qjson;
   out["data"] = djson;
   out["training"] = tjson;
   out["eval"] = {{"text", eval_path.string()},
@@ -518,7 +480,7 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
     });
     timings["eval_deploy_s"] = Since(t);
   }
-  out["adapters"] = "adapters/";
+  out[UsesAdapters(method) ? "adapters" : "weights"] = UsesAdapters(method) ? "adapters/" : "model.safetensors";
   timings["total_s"] = Since(t_total);
   out["timings"] = timings;
   WriteJson(fs::path(r.out) / "recovery.json", out);
@@ -549,7 +511,7 @@ void AddRecoverCommand(CLI::App& app) {
       "adapters with KL, evaluate; writes DIR/recovery.json and DIR/adapters/ (PEFT)");
   struct Opts {
     RecoverRecipe r;
-    std::string recipe_file, ablation_file, layers, lora_targets, tasks;
+    std::string recipe_file, ablation_file, layers, lora_targets, tasks, degrade;
     bool overwrite = false;
   };
   auto o = std::make_shared<Opts>();
@@ -563,7 +525,9 @@ void AddRecoverCommand(CLI::App& app) {
   cmd->add_option("--bits", r.bits, "weight bits of the quantized layers (2, 3, 4)")->capture_default_str();
   cmd->add_option("--group", r.group, "quantization group size")->capture_default_str();
   cmd->add_option("--scheme", r.scheme, "asym or sym")->capture_default_str();
-  cmd->add_option("--layers", o->layers, "layer patterns to quantize (default mlp.gate_proj,mlp.up_proj)");
+  cmd->add_option("--layers", o->layers,
+                  "layer patterns every degradation applies to (default mlp.gate_proj,mlp.up_proj)");
+  AddDegradeMethodOptions(cmd, r, o->degrade);
   cmd->add_option("--rank", r.rank, "LoRA rank")->capture_default_str();
   cmd->add_option("--alpha", r.alpha, "LoRA alpha")->capture_default_str();
   cmd->add_option("--dropout", r.dropout, "LoRA dropout")->capture_default_str();
@@ -654,6 +618,7 @@ void AddRecoverCommand(CLI::App& app) {
     if (given("--tasks")) merged.tasks = SplitPatterns(o->tasks);
     if (given("--task-limit")) merged.task_limit = f.task_limit;
     if (given("--out")) merged.out = f.out;
+    MergeDegradeMethodFlags(cmd, f, o->degrade, o->recipe_file, merged);
     // Flags pass the same range checks as the recipe keys they set.
     std::vector<std::string> given_keys;
     for (const std::string& k : RecipeKeys()) {

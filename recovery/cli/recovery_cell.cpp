@@ -50,6 +50,10 @@ json RunCell(const json& inputs, const fs::path& work_dir) {
                     {"timings", out.value("timings", json::object())},
                     {"training", out.value("training", json::object())},
                     {"seeds", out.value("seeds", json::object())},
+                    {"method", out.value("method", std::string())},
+                    {"trainable_params", out.value("trainable_params", json())},
+                    {"train_tokens", out.value("train_tokens", json())},
+                    {"degradation", out.value("degradation", json::object())},
                     {"recovery_json", (work_dir / "recovery.json").string()}};
     json files = json::array();
     for (const std::string f : {out.value("model", std::string()), out.value("tokenizer", std::string()),

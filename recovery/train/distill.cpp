@@ -33,6 +33,27 @@ at::Tensor KlDivergence(const at::Tensor& teacher_logits, const at::Tensor& stud
   return (kl * m).sum() / m.sum().clamp_min(1.0);
 }
 
+at::Tensor NextTokenCrossEntropy(const at::Tensor& student_logits, const at::Tensor& ids,
+                                 const at::Tensor& mask) {
+  const int64_t T = ids.size(1);
+  const at::Tensor logp = at::log_softmax(student_logits.narrow(1, 0, T - 1).to(at::kFloat), -1);  // (B, T-1, V)
+  const at::Tensor nll = -logp.gather(-1, ids.narrow(1, 1, T - 1).unsqueeze(-1)).squeeze(-1);     // (B, T-1)
+  if (!mask.defined()) return nll.mean();
+  const at::Tensor m = mask.narrow(1, 1, T - 1).to(nll.dtype());  // target position is a real token
+  return (nll * m).sum() / m.sum().clamp_min(1.0);
+}
+
+std::map<std::string, at::Tensor> SnapshotTensors(const NamedTensors& params) {
+  std::map<std::string, at::Tensor> s;
+  for (const auto& [name, t] : params) s[name] = t.detach().clone();
+  return s;
+}
+
+void RestoreTensors(const NamedTensors& params, const std::map<std::string, at::Tensor>& snapshot) {
+  torch::NoGradGuard g;
+  for (const auto& [name, t] : params) t.copy_(snapshot.at(name));
+}
+
 std::pair<at::Tensor, at::Tensor> MakeBatch(const std::vector<std::vector<int64_t>>& data,
                                             const std::vector<size_t>& rows, int64_t seq_len,
                                             at::Device device) {
@@ -72,11 +93,11 @@ std::string FormatDuration(double s) {
   return t >= 60 ? fmt::format("{}m{:02d}s", t / 60, t % 60) : fmt::format("{}s", t);
 }
 
-void SaveCheckpoint(const std::filesystem::path& dir, const Decoder& student,
+void SaveCheckpoint(const std::filesystem::path& dir, const NamedTensors& params,
                     torch::optim::AdamW& opt, int64_t step, const DistillResult& r) {
   std::filesystem::create_directories(dir);
   std::map<std::string, at::Tensor> adapters;
-  for (const auto& [name, t] : LoraParameters(student)) adapters[name] = t.detach();
+  for (const auto& [name, t] : params) adapters[name] = t.detach();
   WriteSafetensors(dir / "adapters.safetensors", adapters);
   torch::save(opt, (dir / "optimizer.pt").string());
   nlohmann::json j;
@@ -87,7 +108,7 @@ void SaveCheckpoint(const std::filesystem::path& dir, const Decoder& student,
 }
 
 // Returns the step to continue from (0 when there is nothing to resume).
-int64_t LoadCheckpoint(const std::filesystem::path& dir, Decoder& student,
+int64_t LoadCheckpoint(const std::filesystem::path& dir, const NamedTensors& params,
                        torch::optim::AdamW& opt, DistillResult& r) {
   if (!std::filesystem::exists(dir / "state.json")) return 0;
   nlohmann::json j;
@@ -100,11 +121,11 @@ int64_t LoadCheckpoint(const std::filesystem::path& dir, Decoder& student,
   const auto adapters = ReadSafetensors(dir / "adapters.safetensors");
   {
     torch::NoGradGuard g;
-    for (auto& [name, t] : LoraParameters(student)) {
+    for (const auto& [name, t] : params) {
       auto it = adapters.find(name);
       if (it == adapters.end() || it->second.sizes() != t.sizes()) {
-        throw ConfigError(fmt::format("{}: checkpoint adapters do not match the model (tensor {}); "
-                                      "hint: resume with the same LoRA settings",
+        throw ConfigError(fmt::format("{}: checkpoint tensors do not match the model (tensor {}); "
+                                      "hint: resume with the same method and LoRA settings",
                                       dir.string(), name));
       }
       t.copy_(it->second);
@@ -120,6 +141,16 @@ int64_t LoadCheckpoint(const std::filesystem::path& dir, Decoder& student,
 
 DistillResult Distill(Decoder& teacher, Decoder& student,
                       const std::vector<std::vector<int64_t>>& data, const DistillConfig& cfg) {
+  const NamedTensors params = LoraParameters(student);
+  if (params.empty()) {
+    throw ConfigError("distillation: the student has no LoRA adapters. hint: attach adapters "
+                      "(--lora-targets) before training");
+  }
+  return Train(teacher, student, params, data, cfg);
+}
+
+DistillResult Train(Decoder& teacher, Decoder& student, const NamedTensors& named,
+                    const std::vector<std::vector<int64_t>>& data, const DistillConfig& cfg) {
   if (data.empty()) throw ConfigError("distillation: no training sequences");
   if (cfg.steps <= 0 || cfg.batch <= 0 || cfg.seq_len < 2 || cfg.grad_accum <= 0 || cfg.lr <= 0 ||
       cfg.warmup_steps < 0 || cfg.divergence_factor <= 1) {
@@ -128,11 +159,11 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
                                   cfg.steps, cfg.batch, cfg.seq_len, cfg.grad_accum, cfg.lr,
                                   cfg.warmup_steps, cfg.divergence_factor));
   }
+  if (named.empty()) throw ConfigError("training: no trainable tensors");
   std::vector<at::Tensor> params;
-  for (const auto& [name, t] : LoraParameters(student)) params.push_back(t);
-  if (params.empty()) {
-    throw ConfigError("distillation: the student has no LoRA adapters. hint: attach adapters "
-                      "(--lora-targets) before training");
+  for (const auto& [name, t] : named) {
+    t.set_requires_grad(true);
+    params.push_back(t);
   }
   const at::Device dev = student->device();
   teacher->eval();
@@ -141,12 +172,12 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
                           torch::optim::AdamWOptions(cfg.lr).weight_decay(cfg.weight_decay));
   DistillResult r;
   int64_t step0 = 0;
-  if (cfg.resume && !cfg.checkpoint_dir.empty()) step0 = LoadCheckpoint(cfg.checkpoint_dir, student, opt, r);
+  if (cfg.resume && !cfg.checkpoint_dir.empty()) step0 = LoadCheckpoint(cfg.checkpoint_dir, named, opt, r);
   r.start_step = step0;
   ProgressLine line(cfg.progress < 0   ? ProgressLine::Mode::kTerminal
                     : cfg.progress > 0 ? ProgressLine::Mode::kAlways
                                        : ProgressLine::Mode::kOff);
-  auto good = SnapshotLora(student);
+  auto good = SnapshotTensors(named);
   int64_t good_step = step0;
   if (step0 == 0) r.best_loss = std::numeric_limits<double>::infinity();
 
@@ -161,19 +192,24 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
     // Adapters are only known good once a loss computed with them is healthy:
     // take a candidate snapshot now, promote it after this step's loss.
     std::map<std::string, at::Tensor> candidate;
-    if (cfg.snapshot_every > 0 && (step - step0) % cfg.snapshot_every == 0) candidate = SnapshotLora(student);
+    if (cfg.snapshot_every > 0 && (step - step0) % cfg.snapshot_every == 0) candidate = SnapshotTensors(named);
     opt.zero_grad();
     double step_loss = 0;
     for (int64_t micro = 0; micro < cfg.grad_accum; ++micro) {
       std::vector<size_t> rows(static_cast<size_t>(cfg.batch));
       for (auto& row : rows) row = pick(rng);
       auto [ids, mask] = MakeBatch(data, rows, cfg.seq_len, dev);  // (B, T), (B, T)
-      at::Tensor teacher_logits;
-      {
-        torch::NoGradGuard no_grad;
-        teacher_logits = teacher->forward(ids);  // (B, T, V)
+      at::Tensor loss;
+      if (cfg.loss == TrainLoss::kCrossEntropy) {
+        loss = NextTokenCrossEntropy(student->forward(ids), ids, mask);
+      } else {
+        at::Tensor teacher_logits;
+        {
+          torch::NoGradGuard no_grad;
+          teacher_logits = teacher->forward(ids);  // (B, T, V)
+        }
+        loss = KlDivergence(teacher_logits, student->forward(ids), mask);
       }
-      at::Tensor loss = KlDivergence(teacher_logits, student->forward(ids), mask);
       (cfg.grad_accum > 1 ? loss / static_cast<double>(cfg.grad_accum) : loss).backward();
       step_loss += loss.item<double>() / static_cast<double>(cfg.grad_accum);
       r.tokens += static_cast<int64_t>(mask.sum().item<double>());
@@ -185,7 +221,7 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
                                 ? fmt::format("loss is {} at step {}", step_loss, step)
                                 : fmt::format("loss {:.4g} at step {} exceeds {} x the best {:.4g}",
                                               step_loss, step, cfg.divergence_factor, r.best_loss);
-      RestoreLora(student, good);
+      RestoreTensors(named, good);
       r.restored_step = good_step;
       break;
     }
@@ -200,13 +236,13 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
     r.best_loss = std::min(r.best_loss, step_loss);
     if (!cfg.checkpoint_dir.empty() && cfg.checkpoint_every > 0 &&
         (step + 1) % cfg.checkpoint_every == 0) {
-      SaveCheckpoint(cfg.checkpoint_dir, student, opt, step + 1, r);
+      SaveCheckpoint(cfg.checkpoint_dir, named, opt, step + 1, r);
     }
     if (line.Due()) {
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double done = static_cast<double>(step + 1 - step0);
-      line.Update(fmt::format("distill step {}/{}  KL {:.4f}  lr {:.2e}  {:.0f} tok/s  ETA {}", step + 1, cfg.steps,
-                              step_loss, lr, static_cast<double>(r.tokens) / el,
+      line.Update(fmt::format("train step {}/{}  {} {:.4f}  lr {:.2e}  {:.0f} tok/s  ETA {}", step + 1, cfg.steps,
+                              cfg.loss == TrainLoss::kKl ? "KL" : "CE", step_loss, lr, static_cast<double>(r.tokens) / el,
                               FormatDuration(el / done * static_cast<double>(cfg.steps - step - 1))));
     }
   }
@@ -216,12 +252,12 @@ DistillResult Distill(Decoder& teacher, Decoder& student,
   const size_t tail = std::min<size_t>(20, r.losses.size());
   r.final_loss = tail ? std::accumulate(r.losses.end() - tail, r.losses.end(), 0.0) / tail : 0;
   if (!cfg.checkpoint_dir.empty() && !r.diverged) {
-    SaveCheckpoint(cfg.checkpoint_dir, student, opt, r.steps_done, r);
+    SaveCheckpoint(cfg.checkpoint_dir, named, opt, r.steps_done, r);
   }
   line.Finish();
-  std::fprintf(stderr, "distill: %lld steps in %s, %.0f tok/s, KL %.4f -> %.4f%s\n",
+  std::fprintf(stderr, "train: %lld steps in %s, %.0f tok/s, %s %.4f -> %.4f%s\n",
                static_cast<long long>(r.steps_done - r.start_step), FormatDuration(r.seconds).c_str(),
-               r.tokens_per_s, r.first_loss, r.final_loss,
+               r.tokens_per_s, cfg.loss == TrainLoss::kKl ? "KL" : "CE", r.first_loss, r.final_loss,
                r.diverged ? (" (diverged: " + r.divergence_reason + ")").c_str() : "");
   return r;
 }
