@@ -145,6 +145,25 @@ TEST(Parallel, ExpertParallelAllToAllBytesByHand) {
   EXPECT_DOUBLE_EQ(expert_flops_device * 2, expert_flops_both);
 }
 
+TEST(Parallel, MlaLatentIsKeptWholeOnEveryTensorParallelRank) {
+  const ModelArch a = ResolveModelArch("deepseek-v2-lite");
+  ASSERT_TRUE(a.IsMla());
+  const QuantPlan plan = PresetPlan("bf16", a);
+  const SystemSpec sys = TestSystem("nvidia_h100_sxm", 2);
+  const ParallelModel one(a, plan, Decode(1), SingleDeviceSystem(sys.device), ParallelConfig{});
+  const ParallelModel two(a, plan, Decode(1), sys, ParallelConfig{2, 1, 1, 0});
+  const Footprint f1 = one.DeviceFootprint(4096), f2 = two.DeviceFootprint(4096);
+  // The latent (kv_lora_rank + qk_rope_head_dim per token and layer) is read by every head: not split.
+  EXPECT_DOUBLE_EQ(f2.kv_cache_bytes, f1.kv_cache_bytes);
+  EXPECT_DOUBLE_EQ(f1.kv_cache_bytes,
+                   static_cast<double>(a.num_hidden_layers * (a.kv_lora_rank + a.qk_rope_head_dim)) * 2 * 4096);
+  EXPECT_EQ(two.shard().num_attention_heads * 2, a.num_attention_heads);
+  EXPECT_EQ(two.shard().moe_intermediate_size * 2, a.moe_intermediate_size);
+  // Weights: the attention and expert matrices split, norms and the latent projections kept.
+  EXPECT_LT(f2.weight_bytes, 0.6 * f1.weight_bytes);
+  EXPECT_GT(f2.weight_bytes, 0.5 * f1.weight_bytes);
+}
+
 TEST(Parallel, KvCapacityGivesTheLargestBatchByHand) {
   const ModelArch a = ResolveModelArch("llama-3.2-1b");  // 16 layers, 8 KV heads x 64
   const QuantPlan plan = PresetPlan("bf16", a);
