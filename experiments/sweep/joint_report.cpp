@@ -15,6 +15,7 @@
 #include "reports/plot.hpp"
 #include "reports/table.hpp"
 #include "experiments/paper/paper.hpp"
+#include "experiments/sweep/deployed_tps.hpp"
 
 namespace lifeline::sweep {
 
@@ -247,6 +248,7 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
     }
   }
 
+  DeployedForecaster forecaster;
   std::set<std::string> all_devices;
   for (const auto& [key, g] : groups) all_devices.insert(g.devices.begin(), g.devices.end());
   rep.pareto_device = o.pareto_device.empty() ? (all_devices.empty() ? "" : *all_devices.begin()) : o.pareto_device;
@@ -281,6 +283,17 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
       t.columns.insert(t.columns.end(), {"deployed_cell", "deployed_attached_ppl_ar_pct", "deployed_merged_ppl_ar_pct"});
       t.headers.insert(t.headers.end(), {"Deployed cell", "AR% PPL attached", "AR% PPL merged"});
     }
+    // The recovered model as deployed: the best recovery cell's adapters
+    // (its rank and targets) attached to the row's setting.
+    if (any_rec) {
+      t.columns.insert(t.columns.end(), {"lora_rank", "lora_targets"});
+      t.headers.insert(t.headers.end(), {"LoRA rank", "LoRA targets"});
+      for (const auto& d : g.devices) {
+        t.columns.insert(t.columns.end(), {"tps_deployed_" + d, "adapter_tps_cost_pct_" + d});
+        t.headers.insert(t.headers.end(), {"TPS deployed " + d, "Adapter cost% " + d});
+      }
+    }
+    std::set<std::string> deployed_why;  // why a deployed TPS is left empty
     // Plans: baseline, ceiling, then the rest by name.
     std::vector<std::string> plans;
     for (const auto& p : {o.baseline, o.ceiling}) {
@@ -335,8 +348,36 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
             row.push_back(Cell::Opt(Deployed(*d->second, "merged", "ar_pct"), 2));
           }
         }
+        if (any_rec) {
+          auto b = best.find(p);
+          std::string why;
+          const std::optional<RecoveryAdapters> ad =
+              b == best.end() ? std::nullopt : AdaptersOfRecovery(*b->second, &why);
+          if (b != best.end() && !ad) deployed_why.insert(fmt::format("cell {}: {}", b->second->id, why));
+          row.push_back(ad ? Cell::Int(ad->rank) : Cell());
+          row.push_back(ad ? Cell(fmt::format("{}", fmt::join(ad->targets, " "))) : Cell());
+          for (const auto& d : g.devices) {
+            const auto tps = Tps(g, p, ctx, d);
+            std::optional<DeployedForecast> f;
+            if (ad && tps && !d.starts_with("measured: ")) {
+              const json setting = {{"model", g.model}, {"device", d},           {"plan", p},      {"context", ctx},
+                                    {"fidelity", g.fidelity}, {"fusion", g.fusion}, {"batch", g.batch}};
+              f = forecaster.Forecast(setting, *ad, *tps, &why);
+              if (!f) deployed_why.insert(fmt::format("{} on {}: {}", p, d, why));
+            }
+            row.push_back(f ? Cell(f->tps, 6) : Cell());
+            row.push_back(f ? Cell(f->cost_pct, 3) : Cell());
+          }
+        }
         t.rows.push_back(std::move(row));
       }
+    }
+    if (any_rec) {
+      t.notes.push_back("tps_deployed: the row's setting with the recovery cell's LoRA adapters attached (its rank, "
+                        "BF16, on the linears its lora_targets name), forecast by the roofline; adapter_tps_cost_pct = "
+                        "100 (1 - TPOT without / TPOT with). The adapters are trained on the recovery model; their "
+                        "shape here is the row's model's.");
+      for (const auto& w : deployed_why) t.notes.push_back("no deployed TPS for " + w);
     }
     t.notes.push_back(fmt::format("Gain% = TPS / TPS({0}) - 1; Capture% = (TPS - TPS({0})) / (TPS({1}) - TPS({0})); "
                                   "cells that did not finish show their status.",

@@ -87,6 +87,18 @@ bool IsPlanRuleKey(const std::string& key, size_t* index = nullptr, std::string*
   return true;
 }
 
+// plan.adapters.N.field -> (N, field): a LoRA adapter of the plan's `adapters:`.
+bool IsPlanAdapterKey(const std::string& key, size_t* index = nullptr, std::string* field = nullptr) {
+  static const std::vector<std::string> fields = {"pattern", "rank", "dtype", "mode"};
+  const auto parts = Split(key, '.');
+  if (parts.size() != 4 || parts[0] != "plan" || parts[1] != "adapters" || !IsDigits(parts[2]) ||
+      !Contains(fields, parts[3]))
+    return false;
+  if (index) *index = std::stoul(parts[2]);
+  if (field) *field = parts[3];
+  return true;
+}
+
 // Parses a number the way the YAML parser does (no units), naming the argument.
 double ParseNumber(const std::string& text, const std::string& key, const std::string& arg) {
   size_t used = 0;
@@ -226,13 +238,14 @@ std::vector<std::string> KnownKeys() {
   std::vector<std::string> k = DeviceKeys();
   for (const auto* v : {&ModelKeys(), &PlanKeys(), &RunKeys()}) k.insert(k.end(), v->begin(), v->end());
   for (const auto& f : PlanRuleFields()) k.push_back("plan.rules.N." + f);
+  for (const char* f : {"pattern", "rank", "dtype", "mode"}) k.push_back(std::string("plan.adapters.N.") + f);
   return k;
 }
 
 Scope ScopeOfKey(const std::string& key, const std::string& arg) {
   if (Contains(DeviceKeys(), key)) return Scope::kDevice;
   if (Contains(ModelKeys(), key)) return Scope::kModel;
-  if (Contains(PlanKeys(), key) || IsPlanRuleKey(key)) return Scope::kPlan;
+  if (Contains(PlanKeys(), key) || IsPlanRuleKey(key) || IsPlanAdapterKey(key)) return Scope::kPlan;
   if (Contains(RunKeys(), key)) return Scope::kRun;
   std::vector<std::string> cands = KnownKeys();
   for (const auto& f : PlanRuleFields()) cands.push_back("plan.rules.0." + f);
@@ -369,6 +382,16 @@ Setting Scenario::ResolveUnchecked(const std::vector<Override>& overrides, const
                                     "`lifeline whatif --plan ... ` lists the plan's rules in its summary");
             }
             rules[idx][field] = YAML::Node(o.value);
+          } else if (IsPlanAdapterKey(o.key, &idx, &field)) {
+            YAML::Node adapters = plan["adapters"];
+            const size_t n = adapters.IsSequence() ? adapters.size() : 0;
+            if (idx >= n) {
+              throw MakeConfigError(o.arg, o.key, fmt::format("the plan has {} adapters", n),
+                                    n ? fmt::format("an adapter index 0..{}", n - 1) : "a plan with an adapters: list",
+                                    "adapters are declared in a plan YAML (`adapters:`, roofline/README.md); "
+                                    "--set changes their pattern, rank, dtype or mode");
+            }
+            adapters[idx][field] = YAML::Node(o.value);
           } else {
             SetPath(plan, {o.key.substr(5)}, 0, o.value, o.arg);
           }
