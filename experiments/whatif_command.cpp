@@ -14,6 +14,7 @@
 
 #include "experiments/commands.hpp"
 #include "experiments/whatif_tables.hpp"
+#include "experiments/whatif_serving.hpp"
 #include "experiments/whatif_deploy.hpp"
 #include "experiments/figures.hpp"
 #include "reports/table.hpp"
@@ -35,6 +36,8 @@ struct WhatifOptions {
   size_t top = 12;
   bool quiet = false;
   uint64_t max_points = whatif::kDefaultMaxSweepPoints;  // largest grid a sweep may write
+  ServingCli serving;         // --system, --tp/--pp/--ep, --output-tokens, --best
+  bool device_given = false;  // --device on the command line
 };
 
 // Buffered writer to stdout or a file (streams big sweeps). The file is
@@ -123,16 +126,22 @@ void RunWhatif(const WhatifOptions& given) {
   o.sweeps.clear();
   for (const auto& s : given.sets) (IsDeployArg(s, "--set") ? deploy_sets : o.sets).push_back(s);
   for (const auto& s : given.sweeps) (IsDeployArg(s, "--sweep") ? deploy_sweeps : o.sweeps).push_back(s);
-  if ((!deploy_sets.empty() || !deploy_sweeps.empty()) && !o.html.empty()) {
+  if ((!deploy_sets.empty() || !deploy_sweeps.empty()) && (o.serving.Active() || !o.html.empty())) {
     throw MakeConfigError(deploy_sets.empty() ? "--sweep " + deploy_sweeps[0] : "--set " + deploy_sets[0], "",
                           "speculative decoding and chunked prefill are evaluated on one device, without --html",
-                          "no --html beside speculative.* or prefill_chunk_tokens", "");
+                          "no --system/--tp/--pp/--ep/--best/--html beside speculative.* or prefill_chunk_tokens", "");
   }
   if (o.format != "table" && o.format != "md" && o.format != "csv" && o.format != "json") {
     throw MakeConfigError("--format", "format", "unknown format '" + o.format + "'", "table, md, csv or json", "");
   }
   // Before any work: the report directory must be usable.
   if (!o.html.empty()) CreateOutputDirectory(o.html, "--html");
+  if (o.serving.Active()) {
+    Sink sink(o.out);
+    sink.buf() += Render(ServingWhatif(o.run, o.device_given, o.serving, o.sets, o.sweeps, o.html), o.format);
+    sink.Commit();
+    return;
+  }
   std::vector<whatif::Override> fixed;
   for (const auto& s : o.sets) fixed.push_back(whatif::ParseSetArg(s));
   std::vector<whatif::SweepAxis> axes;
@@ -315,7 +324,9 @@ void AddWhatifCommand(CLI::App& app) {
       "grid with --sweep; prints throughput, TTFT, the dominant operators, bounds, ridge point, elasticities and "
       "where the step flips from memory- to compute-bound.");
   sub->add_option("--model", o->run.model, "zoo name or YAML/config.json path")->capture_default_str();
-  sub->add_option("--device", o->run.device, "hwspec name or YAML path")->capture_default_str();
+  sub->add_option("--device", o->run.device, "hwspec name or YAML path")
+      ->capture_default_str()
+      ->each([o](const std::string&) { o->device_given = true; });
   sub->add_option("--plan", o->run.plan, "quantization preset or plan YAML")->capture_default_str();
   sub->add_option("--fusion", o->run.fusion, "none or paper")->capture_default_str();
   sub->add_option("--fidelity", o->run.fidelity, "paper or exact")->capture_default_str();
@@ -343,6 +354,7 @@ void AddWhatifCommand(CLI::App& app) {
       ->check(CLI::Range(uint64_t{1}, std::numeric_limits<uint64_t>::max()))
       ->capture_default_str();
   sub->add_flag("--quiet", o->quiet, "no progress line");
+  AddServingOptions(sub, o->serving);
   sub->callback([o] { RunWhatif(*o); });
 }
 
