@@ -47,6 +47,10 @@ constexpr double kSwigluOps = 5.0;             // SiLU (exp, add, divide), times
 constexpr double kCombineOpsPerExpert = 2.0;   // weight multiply and accumulate
 constexpr double kResidualAddOps = 1.0;        // one add
 constexpr double kSamplingOps = 2.0;           // arg-max: compare and select
+constexpr double kGeluTanhOps = 10.0;  // 0.5 x (1 + tanh(c (x + 0.044715 x^3))): 9, times up: 1
+constexpr double kGeluErfOps = 6.0;    // 0.5 x (1 + erf(x / sqrt 2)): 5, times up: 1
+constexpr double kSoftcapOps = 3.0;    // cap * tanh(x / cap): divide, tanh, multiply
+constexpr double kScaleOps = 1.0;      // one multiply (Gemma's sqrt(hidden) embedding scale)
 
 // A tensor produced by an op (or by nobody: a graph input read from memory).
 struct Tensor {
@@ -90,6 +94,7 @@ class Builder {
     seq_tokens_ = o.phase == Phase::kPrefill ? o.prompt_tokens : 1;
     tokens_ = batch_ * seq_tokens_;
     kv_bytes_per_element_ = KvBytesPerElement(plan.kv_dtype);
+    SetAttentionShape(head_dim_, head_dim_, num_kv_heads_ * head_dim_, num_kv_heads_ * head_dim_);
   }
 
   ModelGraph Build() {
@@ -103,6 +108,9 @@ class Builder {
     Tensor last = n;
     last.bytes = static_cast<double>(logit_rows * hidden_) * kActBytes;
     Tensor logits = Linear("lm_head", -1, last, logit_rows, hidden_, arch_.vocab_size, false);
+    if (arch_.final_logit_softcapping > 0) {
+      logits = Elementwise("lm_head.softcap", OpKind::kActivation, -1, {logits}, logits.bytes / kActBytes, kSoftcapOps);
+    }
     Sampling(logits, logit_rows);
     CheckPlanUse();
     DeriveActivationTraffic();
@@ -211,6 +219,7 @@ class Builder {
     n.weight_bytes = static_cast<double>(tokens_ * hidden_) * kActBytes;  // one BF16 row per token
     n.stored_weight_bytes = static_cast<double>(arch_.vocab_size * hidden_) * kActBytes;  // the whole table
     n.format = "BF16 rows";
+    if (arch_.scale_embeddings) n.flops = kScaleOps * static_cast<double>(tokens_ * hidden_);
     OpVertex v = Add(n, {ids});
     return Out(v, "model.embed_tokens.out", static_cast<double>(tokens_ * hidden_) * kActBytes);
   }
@@ -337,17 +346,23 @@ class Builder {
     app.name = p + "kv_append";
     app.kind = OpKind::kKvAppend;
     app.layer = layer;
-    app.kv_write_bytes = static_cast<double>(tokens_ * 2 * num_kv_heads_ * head_dim_) * kv_bytes_per_element_;
+    app.kv_write_bytes = static_cast<double>(tokens_ * kv_elems_) * kv_bytes_per_element_;
     OpVertex va = Add(app, {k_new, v_new});
     (void)va;
-    const double kv_per_token = static_cast<double>(batch_ * 2 * num_kv_heads_ * head_dim_) * kv_bytes_per_element_;  // K+V of one position, all sequences
+    const double kv_per_token = static_cast<double>(batch_ * kv_elems_) * kv_bytes_per_element_;  // K+V of one position, all sequences
     // Per (query, key) pair and head: the q.k and p.v dot products (a
     // multiply-accumulate per element each) and the score's softmax.
+    const double cap_ops = arch_.attn_logit_softcapping > 0 ? kSoftcapOps : 0.0;
     const double ops_per_pair =
-        static_cast<double>(num_heads_) * (2.0 * kMultiplyAddOps * static_cast<double>(head_dim_) + kSoftmaxOps);
+        static_cast<double>(num_heads_) *
+        (kMultiplyAddOps * static_cast<double>(qk_dim_ + v_dim_) + kSoftmaxOps + cap_ops);
+    // GPT-OSS's sink: one more logit per head and query in each softmax.
+    const double sink_ops = arch_.attention_sinks && options_.fidelity == Fidelity::kExact
+                                ? static_cast<double>(tokens_ * num_heads_) * kSoftmaxOps
+                                : 0.0;
     const bool decode = options_.phase == Phase::kDecode;
     const double pairs = decode ? 0.0 : static_cast<double>(batch_) * PrefillPairs(cap);
-    const double out_bytes = static_cast<double>(tokens_ * num_heads_ * head_dim_) * kActBytes;
+    const double out_bytes = static_cast<double>(tokens_ * num_heads_ * v_dim_) * kActBytes;
     if (options_.fusion == FusionMode::kPaper) {
       OpNode n;
       n.name = p + "attention";
@@ -356,11 +371,12 @@ class Builder {
       n.compute_class = ComputeClass::kAttention;
       n.charge = Charge::kSum;
       n.context_cap = cap;
+      n.flops = sink_ops;
       if (decode) {
         n.flops_per_ctx = static_cast<double>(batch_) * ops_per_pair;
         n.kv_read_bytes_per_ctx = kv_per_token;
       } else {
-        n.flops = pairs * ops_per_pair;
+        n.flops += pairs * ops_per_pair;
         n.kv_read_bytes = kv_per_token * PrefillKvPositions(cap);
       }
       OpVertex v = Add(n, {q});
@@ -379,20 +395,26 @@ class Builder {
     sm.kind = OpKind::kSoftmax;
     pv.name = p + "pv_matmul";
     pv.kind = OpKind::kPvMatmul;
-    const double mm_ops = static_cast<double>(num_heads_) * kMultiplyAddOps * static_cast<double>(head_dim_);
-    const double sm_ops = static_cast<double>(num_heads_) * kSoftmaxOps;
+    const double qk_ops = static_cast<double>(num_heads_) * kMultiplyAddOps * static_cast<double>(qk_dim_);
+    const double pv_ops = static_cast<double>(num_heads_) * kMultiplyAddOps * static_cast<double>(v_dim_);
+    const double sm_ops = static_cast<double>(num_heads_) * (kSoftmaxOps + cap_ops);
+    // The K part and the V part of a position's cache (MLA: the latent and
+    // RoPE key for scores, the latent again for values).
+    const double k_share = static_cast<double>(kv_k_elems_) / static_cast<double>(kv_elems_);
+    const double v_share = static_cast<double>(kv_v_elems_) / static_cast<double>(kv_elems_);
+    sm.flops = sink_ops;
     if (decode) {
-      qk.flops_per_ctx = static_cast<double>(batch_) * mm_ops;
-      qk.kv_read_bytes_per_ctx = kv_per_token / 2;
+      qk.flops_per_ctx = static_cast<double>(batch_) * qk_ops;
+      qk.kv_read_bytes_per_ctx = kv_per_token * k_share;
       sm.flops_per_ctx = static_cast<double>(batch_) * sm_ops;
-      pv.flops_per_ctx = static_cast<double>(batch_) * mm_ops;
-      pv.kv_read_bytes_per_ctx = kv_per_token / 2;
+      pv.flops_per_ctx = static_cast<double>(batch_) * pv_ops;
+      pv.kv_read_bytes_per_ctx = kv_per_token * v_share;
     } else {
-      qk.flops = pairs * mm_ops;
-      qk.kv_read_bytes = kv_per_token * PrefillKvPositions(cap) / 2;
-      sm.flops = pairs * sm_ops;
-      pv.flops = pairs * mm_ops;
-      pv.kv_read_bytes = kv_per_token * PrefillKvPositions(cap) / 2;
+      qk.flops = pairs * qk_ops;
+      qk.kv_read_bytes = kv_per_token * PrefillKvPositions(cap) * k_share;
+      sm.flops += pairs * sm_ops;
+      pv.flops = pairs * pv_ops;
+      pv.kv_read_bytes = kv_per_token * PrefillKvPositions(cap) * v_share;
     }
     OpVertex vqk = Add(qk, {q});
     Tensor scores = decode ? Out(vqk, p + "scores", 0, score_elems_per_ctx * kActBytes)
@@ -408,16 +430,11 @@ class Builder {
     const std::string p = "layers." + std::to_string(layer) + ".mlp.";
     const int group = options_.fusion == FusionMode::kPaper ? next_group_++ : -1;
     const int64_t i = arch_.intermediate_size;
-    if (!arch_.IsMoe()) {
-      Tensor gate = Linear(p + "gate_proj", layer, x, tokens_, hidden_, i, arch_.mlp_bias, group);
-      Tensor up = Linear(p + "up_proj", layer, x, tokens_, hidden_, i, arch_.mlp_bias, group);
-      Tensor act = Elementwise(p + "act_fn", OpKind::kActivation, layer, {gate, up},
-                               static_cast<double>(tokens_ * i), kSwigluOps, group);
-      return Linear(p + "down_proj", layer, act, tokens_, i, hidden_, arch_.mlp_bias, group);
-    }
+    if (!arch_.LayerIsMoe(layer)) return DenseFfn(p, layer, x, i, arch_.mlp_bias, group);
     // Mixture of experts: router, top-k, the selected experts, weighted combine.
     const int64_t E = arch_.num_local_experts, K = arch_.num_experts_per_tok;
-    Tensor logits = Linear(p + "router", layer, x, tokens_, hidden_, E, true);
+    Tensor logits = Linear(p + "router", layer, x, tokens_, hidden_, E, arch_.router_bias);
+    const int64_t ei = arch_.ExpertIntermediateSize();
     OpNode tk;
     tk.name = p + "router_topk";
     tk.kind = OpKind::kTopK;
@@ -459,21 +476,47 @@ class Builder {
       OpVertex v = Add(n, {in, sel});
       return Out(v, name + ".out", static_cast<double>(tokens_ * K * nout) * kActBytes);
     };
-    Tensor gate = expert(p + "experts.gate_proj", x, hidden_, i, false);
-    Tensor up = expert(p + "experts.up_proj", x, hidden_, i, false);
+    Tensor gate = expert(p + "experts.gate_proj", x, hidden_, ei, false);
+    Tensor up = expert(p + "experts.up_proj", x, hidden_, ei, false);
     Tensor act = Elementwise(p + "experts.act_fn", OpKind::kActivation, layer, {gate, up},
-                             static_cast<double>(tokens_ * K * i), kSwigluOps, group);
-    Tensor down = expert(p + "experts.down_proj", act, i, hidden_, true);
-    return Elementwise(p + "experts.combine", OpKind::kMoeCombine, layer, {down, sel},
-                       static_cast<double>(tokens_ * hidden_), kCombineOpsPerExpert * static_cast<double>(K));
+                             static_cast<double>(tokens_ * K * ei), ActOps(), group);
+    Tensor down = expert(p + "experts.down_proj", act, ei, hidden_, true);
+    if (arch_.shared_expert_intermediate_size <= 0) {
+      return Elementwise(p + "experts.combine", OpKind::kMoeCombine, layer, {down, sel},
+                         static_cast<double>(tokens_ * hidden_), kCombineOpsPerExpert * static_cast<double>(K));
+    }
+    // Shared experts: one dense FFN every token runs, added to the routed sum.
+    Tensor shared = DenseFfn(p + "shared_experts.", layer, x, arch_.shared_expert_intermediate_size, false, -1);
+    return Elementwise(p + "experts.combine", OpKind::kMoeCombine, layer, {down, sel, shared},
+                       static_cast<double>(tokens_ * hidden_),
+                       kCombineOpsPerExpert * static_cast<double>(K) + kResidualAddOps);
   }
 
   Tensor Layer(int l, const Tensor& h_in) {
     const std::string p = "layers." + std::to_string(l) + ".";
     Tensor n1 = Norm(p + "input_layernorm", l, h_in, hidden_);
-    Tensor q = Linear(p + "attn.q_proj", l, n1, tokens_, hidden_, num_heads_ * head_dim_, arch_.attention_bias);
-    Tensor k = Linear(p + "attn.k_proj", l, n1, tokens_, hidden_, num_kv_heads_ * head_dim_, arch_.attention_bias);
-    Tensor v = Linear(p + "attn.v_proj", l, n1, tokens_, hidden_, num_kv_heads_ * head_dim_, arch_.attention_bias);
+    Tensor o = arch_.IsMla() ? MlaAttention(l, n1) : SelfAttention(l, n1);
+    // Gemma: each block's output is normed before its residual add, and the
+    // FFN has its own input norm.
+    if (arch_.sandwich_norms) o = Norm(p + "post_attention_layernorm", l, o, hidden_);
+    Tensor h1 = Elementwise(p + "attn.residual_add", OpKind::kResidualAdd, l, {h_in, o},
+                            static_cast<double>(tokens_ * hidden_), kResidualAddOps);
+    Tensor n2 = Norm(p + (arch_.sandwich_norms ? "pre_feedforward_layernorm" : "post_attention_layernorm"), l, h1,
+                     hidden_);
+    Tensor d = Mlp(l, n2);
+    if (arch_.sandwich_norms) d = Norm(p + "post_feedforward_layernorm", l, d, hidden_);
+    return Elementwise(p + "mlp.residual_add", OpKind::kResidualAdd, l, {h1, d}, static_cast<double>(tokens_ * hidden_),
+                       kResidualAddOps);
+  }
+
+  // Multi-query/grouped-query attention with per-head q/k/v projections.
+  Tensor SelfAttention(int l, const Tensor& n1) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    SetAttentionShape(head_dim_, head_dim_, num_kv_heads_ * head_dim_, num_kv_heads_ * head_dim_);
+    const bool qkv_bias = arch_.attention_bias || arch_.qkv_bias;  // Qwen2: q/k/v only
+    Tensor q = Linear(p + "attn.q_proj", l, n1, tokens_, hidden_, num_heads_ * head_dim_, qkv_bias);
+    Tensor k = Linear(p + "attn.k_proj", l, n1, tokens_, hidden_, num_kv_heads_ * head_dim_, qkv_bias);
+    Tensor v = Linear(p + "attn.v_proj", l, n1, tokens_, hidden_, num_kv_heads_ * head_dim_, qkv_bias);
     if (arch_.qk_norm) {
       q = Norm(p + "attn.q_norm", l, q, head_dim_, num_heads_);
       k = Norm(p + "attn.k_norm", l, k, head_dim_, num_kv_heads_);
@@ -494,13 +537,80 @@ class Builder {
     kr.name = p + "attn.k_rot";
     kr.id = next_tensor_++;
     Tensor att = Attention(l, qr, kr, v);
-    Tensor o = Linear(p + "attn.o_proj", l, att, tokens_, num_heads_ * head_dim_, hidden_, arch_.attention_bias);
-    Tensor h1 = Elementwise(p + "attn.residual_add", OpKind::kResidualAdd, l, {h_in, o},
-                            static_cast<double>(tokens_ * hidden_), kResidualAddOps);
-    Tensor n2 = Norm(p + "post_attention_layernorm", l, h1, hidden_);
-    Tensor d = Mlp(l, n2);
-    return Elementwise(p + "mlp.residual_add", OpKind::kResidualAdd, l, {h1, d}, static_cast<double>(tokens_ * hidden_),
-                       kResidualAddOps);
+    return Linear(p + "attn.o_proj", l, att, tokens_, num_heads_ * head_dim_, hidden_, arch_.attention_bias);
+  }
+
+  // Multi-head latent attention (DeepSeek-V2/V3). The cache holds, per
+  // position and layer, one latent of kv_lora_rank and one RoPE key of
+  // qk_rope_head_dim that all heads share. Decode runs the absorbed form: the
+  // key half of kv_b_proj folds into the query (`kv_b_proj.k_absorb`: q_nope
+  // into latent space), scores and values are taken against the cached latent
+  // itself, and the value half maps the output back (`kv_b_proj.v_absorb`);
+  // together they read kv_b_proj's weights once. Prefill expands every prompt
+  // position's latent with kv_b_proj and attends per head.
+  Tensor MlaAttention(int l, const Tensor& x) {
+    const std::string p = "layers." + std::to_string(l) + ".attn.";
+    const int64_t H = num_heads_, r = arch_.kv_lora_rank, nope = arch_.qk_nope_head_dim,
+                  rope = arch_.qk_rope_head_dim, vd = arch_.v_head_dim;
+    Tensor q = x;
+    if (arch_.q_lora_rank > 0) {
+      q = Linear(p + "q_a_proj", l, x, tokens_, hidden_, arch_.q_lora_rank, arch_.attention_bias);
+      q = Norm(p + "q_a_layernorm", l, q, arch_.q_lora_rank);
+      q = Linear(p + "q_b_proj", l, q, tokens_, arch_.q_lora_rank, H * (nope + rope), false);
+    } else {
+      q = Linear(p + "q_proj", l, x, tokens_, hidden_, H * (nope + rope), arch_.attention_bias);
+    }
+    Tensor kv = Linear(p + "kv_a_proj_with_mqa", l, x, tokens_, hidden_, r + rope, arch_.attention_bias);
+    Tensor latent = Norm(p + "kv_a_layernorm", l, kv, r);
+    // RoPE on each head's rope part of q and on the one shared key.
+    OpNode rn;
+    rn.name = p + "rope";
+    rn.kind = OpKind::kRope;
+    rn.layer = l;
+    rn.flops = kRopeOps * static_cast<double>(tokens_ * (H + 1) * rope);
+    rn.weight_bytes = static_cast<double>(seq_tokens_ * rope) * kActBytes * 2;
+    rn.stored_weight_bytes = 0;
+    OpVertex vr = Add(rn, {q, kv});
+    Tensor qr = Out(vr, p + "q_rot", static_cast<double>(tokens_ * H * (nope + rope)) * kActBytes);
+    Tensor kr = Out(vr, p + "k_rot", static_cast<double>(tokens_ * rope) * kActBytes);
+    SetAttentionShape(r + rope, r, r + rope, r, r + rope);
+    Tensor att;
+    if (options_.phase == Phase::kDecode) {
+      Tensor qa = Linear(p + "kv_b_proj.k_absorb", l, qr, tokens_, r, H * nope, false);
+      att = Attention(l, qa, latent, kr);
+      att = Linear(p + "kv_b_proj.v_absorb", l, att, tokens_, r, H * vd, false);
+    } else {
+      Tensor kvb = Linear(p + "kv_b_proj", l, latent, tokens_, r, H * (nope + vd), false);
+      SetAttentionShape(nope + rope, vd, r + rope, r, r + rope);
+      att = Attention(l, qr, kvb, kr);
+    }
+    return Linear(p + "o_proj", l, att, tokens_, H * vd, hidden_, arch_.attention_bias);
+  }
+
+  // The attention Attention() builds: per-head q.k and value widths, and the
+  // cached elements per position the scores read, the values read, and in all.
+  void SetAttentionShape(int64_t qk_dim, int64_t v_dim, int64_t k_elems, int64_t v_elems, int64_t kv_elems = 0) {
+    qk_dim_ = qk_dim;
+    v_dim_ = v_dim;
+    kv_k_elems_ = k_elems;
+    kv_v_elems_ = v_elems;
+    kv_elems_ = kv_elems > 0 ? kv_elems : k_elems + v_elems;
+  }
+
+  // Gate/up/down with the model's gated activation.
+  Tensor DenseFfn(const std::string& p, int layer, const Tensor& x, int64_t inner, bool bias, int group) {
+    Tensor gate = Linear(p + "gate_proj", layer, x, tokens_, hidden_, inner, bias, group);
+    Tensor up = Linear(p + "up_proj", layer, x, tokens_, hidden_, inner, bias, group);
+    Tensor act = Elementwise(p + "act_fn", OpKind::kActivation, layer, {gate, up},
+                             static_cast<double>(tokens_ * inner), ActOps(), group);
+    return Linear(p + "down_proj", layer, act, tokens_, inner, hidden_, bias, group);
+  }
+
+  // Operations per element of the gated activation (table at the top).
+  double ActOps() const {
+    if (arch_.hidden_act == "gelu") return kGeluErfOps;
+    if (arch_.hidden_act == "gelu_pytorch_tanh" || arch_.hidden_act == "gelu_new") return kGeluTanhOps;
+    return kSwigluOps;
   }
 
   void Sampling(const Tensor& logits, int64_t rows) {
@@ -582,6 +692,12 @@ class Builder {
   int64_t seq_tokens_ = 1;    // tokens of each sequence in the step: the prompt (prefill) or 1 (decode)
   int64_t tokens_ = 1;        // batch_ x seq_tokens_
   double kv_bytes_per_element_ = 2.0;  // of the KV cache's dtype
+  // Shape of the attention being built (SetAttentionShape).
+  int64_t qk_dim_ = 0;      // per-head q.k dot-product length
+  int64_t v_dim_ = 0;       // per-head value width
+  int64_t kv_k_elems_ = 0;  // cached elements per position the scores read
+  int64_t kv_v_elems_ = 0;  // cached elements per position the values read
+  int64_t kv_elems_ = 0;    // cached elements per position per layer (written once, read once fused)
 };
 
 }  // namespace

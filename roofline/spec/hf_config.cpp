@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <functional>
 #include <set>
+#include <stdexcept>
+#include <string>
 
 #include "common/error.hpp"
 #include "common/yaml_util.hpp"
@@ -95,6 +97,19 @@ std::string Supported() {
   return s;
 }
 
+// "32 layers" for a count: the unit belongs in the key name.
+std::string UnitHint(const ConfigValue& v) {
+  if (v.kind != Kind::kString) return "";
+  size_t used = 0;
+  try {
+    (void)std::stod(v.s, &used);
+  } catch (const std::exception&) {
+    return "";
+  }
+  if (used == 0 || used >= v.s.size()) return "";
+  return "numbers carry no units: the unit is part of the key name; write just " + v.s.substr(0, used);
+}
+
 class Reader {
  public:
   Reader(const ConfigKeys& keys, std::string file) : keys_(keys), file_(std::move(file)) {}
@@ -116,7 +131,7 @@ class Reader {
       return fallback;
     }
     if (v->kind != Kind::kInt) {
-      throw MakeConfigError(WhereOf(key), key, "is not an integer (" + v->text + ")", "an integer", "");
+      throw MakeConfigError(WhereOf(key), key, "is not an integer (" + v->text + ")", "an integer", UnitHint(*v));
     }
     return v->i;
   }
@@ -124,7 +139,7 @@ class Reader {
     const ConfigValue* v = Get(key);
     if (!v) return fallback;
     if (v->kind != Kind::kInt && v->kind != Kind::kNumber) {
-      throw MakeConfigError(WhereOf(key), key, "is not a number (" + v->text + ")", "a number", "");
+      throw MakeConfigError(WhereOf(key), key, "is not a number (" + v->text + ")", "a number", UnitHint(*v));
     }
     return v->d;
   }
@@ -264,21 +279,26 @@ void ReadMoe(const Reader& r, ModelArch& a) {
   const std::string& t = a.model_type;
   const int64_t L = a.num_hidden_layers;
   if (t == "mixtral" || t == "gpt_oss") {
-    a.num_local_experts = r.Int("num_local_experts", t == "gpt_oss", 0);
+    a.num_local_experts = r.Int("num_local_experts", true, 0);
     a.num_experts_per_tok = r.Int("num_experts_per_tok", false, r.Int("experts_per_token", false, 0));
     if (r.Has("num_experts_per_tok") && r.Has("experts_per_token") &&
         r.Int("num_experts_per_tok", false, 0) != r.Int("experts_per_token", false, 0)) {
       throw MakeConfigError(r.WhereOf("experts_per_token"), "experts_per_token",
                             "differs from num_experts_per_tok", "the same top-k in both keys", "");
     }
-    if (t == "gpt_oss" && a.num_local_experts <= 0) {
+    if (a.num_local_experts <= 0) {
       throw MakeConfigError(r.WhereOf("num_local_experts"), "num_local_experts",
-                            "is " + std::to_string(a.num_local_experts) + ": gpt_oss is a mixture-of-experts model",
-                            "at least 1 expert", "a dense model is not a gpt_oss model");
+                            "is " + std::to_string(a.num_local_experts) + ": " + t + " is a mixture-of-experts model",
+                            "at least 1 expert", "a dense model is not a " + t + " model");
     }
     a.router_bias = t == "gpt_oss";
   } else if (t == "qwen3_moe") {
     a.num_local_experts = r.Int("num_experts", true, 0);
+    if (a.num_local_experts <= 0) {
+      throw MakeConfigError(r.WhereOf("num_experts"), "num_experts",
+                            "is " + std::to_string(a.num_local_experts) + ": qwen3_moe is a mixture-of-experts model",
+                            "at least 1 expert", "a dense Qwen3 is model_type qwen3");
+    }
     a.num_experts_per_tok = r.Int("num_experts_per_tok", true, 0);
     a.moe_intermediate_size = r.Int("moe_intermediate_size", true, 0);
     const int64_t step = r.Int("decoder_sparse_step", false, 1);
@@ -515,9 +535,9 @@ ModelArch ArchFromConfigKeys(const ConfigKeys& keys, const std::string& file, co
     return r.WhereOf(key);
   };
   CheckModelLimits(a, where);  // before the per-layer lists are built
+  ReadAttentionLayout(r, keys, a);
   ReadMoe(r, a);
   CheckModelLimits(a, where);
-  ReadAttentionLayout(r, keys, a);
   ValidateModelArch(a, where);
   return a;
 }

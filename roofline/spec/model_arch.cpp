@@ -30,7 +30,8 @@ ModelArch FromJson(const std::filesystem::path& path) {
   std::map<std::string, std::string> key_where;  // top-level key -> file:line:col
   const nlohmann::json j = ParseJsonStrict(ss.str(), file, &key_where);
   if (!j.is_object()) throw MakeConfigError(file, "", "not a JSON object", "a Hugging Face config.json", "");
-  std::string name = path.parent_path().filename().string();
+  // A Hugging Face directory's config.json is named for its directory.
+  std::string name = path.filename() == "config.json" ? path.parent_path().filename().string() : "";
   if (name.empty() || name == ".") name = path.stem().string();
   return ArchFromConfigKeys(ConfigKeysFromJson(j, file, key_where), file, name, /*strict=*/false);
 }
@@ -38,7 +39,8 @@ ModelArch FromJson(const std::filesystem::path& path) {
 }  // namespace
 
 ModelArch ParseModelArch(const YAML::Node& root, const std::string& file, const std::string& default_name) {
-  return ArchFromConfigKeys(ConfigKeysFromYaml(root, file), file, default_name, /*strict=*/true);
+  // A missing key is reported at the mapping's position.
+  return ArchFromConfigKeys(ConfigKeysFromYaml(root, file), Where(file, root), default_name, /*strict=*/true);
 }
 
 void CheckModelLimits(const ModelArch& a, const std::function<std::string(const std::string&)>& where_of) {
