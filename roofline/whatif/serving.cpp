@@ -63,8 +63,10 @@ ServingPoint EvaluateServing(const Setting& s, const SystemSpec& system, const P
   return p;
 }
 
-int64_t LargestBatch(const Setting& s, const SystemSpec& system, const ParallelConfig& layout,
+int64_t LargestBatch(const Setting& s, const SystemSpec& system, const ParallelConfig& given,
                      int64_t context_tokens) {
+  ParallelConfig layout = given;
+  layout.micro_batches = 0;  // each batch with its automatic micro-batch count
   const int64_t step = layout.ep;
   if (!Fits(s, system, layout, step, context_tokens)) return 0;
   // Doubling to a batch that does not fit, then bisection on multiples of ep.

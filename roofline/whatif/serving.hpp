@@ -44,7 +44,8 @@ int64_t CapacityContext(const Setting& s, int64_t output_tokens);
 ServingPoint EvaluateServing(const Setting& s, const SystemSpec& system, const ParallelConfig& layout,
                              int64_t batch, int64_t output_tokens);
 
-// The largest batch (a multiple of layout.ep, at most kMaxBatch) whose decode
+// The largest batch (a multiple of layout.ep, at most kMaxBatch; pipeline
+// micro-batches chosen automatically for each batch) whose decode
 // footprint at `context_tokens` fits every device; 0 when not even the
 // smallest does. Exact: the footprint grows with the batch, bisection.
 int64_t LargestBatch(const Setting& s, const SystemSpec& system, const ParallelConfig& layout,
