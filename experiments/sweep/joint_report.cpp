@@ -416,17 +416,19 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
     for (const auto& [k, vs] : values) {
       bool everywhere = true;
       for (const CellRow* r : recovery) everywhere = everywhere && r->inputs.at("recipe").contains(k);
-      if (vs.size() > 1 || !everywhere) varying.push_back(k);
+      if ((vs.size() > 1 || !everywhere) && k != "method" && k != "degrade") varying.push_back(k);
     }
     Table t;
     t.title = "Recovery cells: teacher / quantized / recovered and AR% per metric";
-    t.columns = {"cell", "model", "plan"};
+    t.columns = {"cell", "model", "plan", "method", "degrade"};
     t.columns.insert(t.columns.end(), varying.begin(), varying.end());
     std::vector<std::string> metrics = {"perplexity"};
     metrics.insert(metrics.end(), ar_metrics.begin(), ar_metrics.end());
     for (const auto& m : metrics) {
       for (const char* w : {"teacher", "quantized", "recovered", "ar_pct"}) t.columns.push_back(m + "_" + w);
     }
+    t.columns.push_back("trainable_params");
+    t.columns.push_back("train_tokens");
     if (any_deploy) {
       for (const char* c : {"deploy_plan", "deploy_attached_ppl", "deploy_attached_ppl_ar_pct", "deploy_merged_ppl",
                             "deploy_merged_ppl_ar_pct"})
@@ -435,6 +437,11 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
     t.columns.push_back("seconds");
     for (const CellRow* r : recovery) {
       std::vector<Cell> row = {r->id, Label(*r, "model", ""), Label(*r, "plan", "")};
+      // Method and degradation as the run recorded them (empty for cells run before they were recorded).
+      const json& outs = r->outputs.is_object() ? r->outputs : json::object();
+      const json& rrc = outs.contains("recipe") ? outs["recipe"] : json::object();
+      row.push_back(outs.contains("method") ? Cell(outs["method"].get<std::string>()) : Cell());
+      row.push_back(rrc.contains("degrade") ? Cell(JsonText(rrc["degrade"])) : Cell());
       for (const auto& k : varying) {
         const json& rc = r->inputs.at("recipe");
         row.push_back(rc.contains(k) ? Cell(JsonText(rc[k])) : Cell());
@@ -445,6 +452,8 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
         row.push_back(Cell::Opt(Metric(*r, m, "recovered"), 4));
         row.push_back(Cell::Opt(Ar(*r, m), 2));
       }
+      for (const char* k : {"trainable_params", "train_tokens"})
+        row.push_back(outs.contains(k) && outs[k].is_number() ? Cell(outs[k].get<double>(), 0) : Cell());
       if (any_deploy) {
         const bool has = r->outputs.contains("deploy");
         row.push_back(has ? Cell(r->outputs["deploy"].value("plan", std::string())) : Cell());

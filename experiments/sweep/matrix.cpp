@@ -52,7 +52,8 @@ const std::vector<std::string>& RecoveryKeys() {
       "top_k", "walk_vocab", "gen_batch", "steps", "batch", "grad_accum", "lr", "warmup",
       "schedule", "clip", "weight_decay", "checkpoint_every", "seed", "device",
       "threads", "eval_text", "eval_limit", "eval_batch", "tasks", "task_limit",
-      "loftq_iters", "deploy_plan"};
+      "loftq_iters", "deploy_plan", "method", "degrade", "noise_rel_l2", "noise_l2", "dtype",
+      "bitflip_rate", "qat_ste"};
   return keys;
 }
 
