@@ -472,7 +472,8 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
     Stage("evaluating the deployed model (plan " + deploy_plan->name + ")");
     out["deploy"] = RunDeployVariants(student, *deploy_plan, grid, metrics, [&](Decoder& m) {
       nlohmann::json mj;
-      for (const auto& [name, value] : EvalJson(Evaluate(m, teacher, docs, *tok, r, device)).items()) {
+      const nlohmann::json ej = EvalJson(Evaluate(m, teacher, docs, *tok, r, device));  // outlives items()
+      for (const auto& [name, value] : ej.items()) {
         if (name != "seconds")
           mj[name] = Metric(te.at(name).get<double>(), qe.at(name).get<double>(), value.get<double>(), name);
       }
