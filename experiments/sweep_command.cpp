@@ -56,7 +56,7 @@ std::string Describe(const SweepCell& c) {
   if (c.kind == CellKind::kThroughput) {
     std::string s = fmt::format("{} {} {} ctx={}", in["model"].get<std::string>(), in["device"].get<std::string>(),
                                 in["plan"].get<std::string>(), in["context"].get<int64_t>());
-    if (in["fidelity"] != "paper") s += " fidelity=" + in["fidelity"].get<std::string>();
+    if (in["fidelity"] != "exact") s += " fidelity=" + in["fidelity"].get<std::string>();
     if (in["fusion"] != "paper") s += " fusion=" + in["fusion"].get<std::string>();
     if (in["batch"] != 1) s += fmt::format(" batch={}", in["batch"].get<int64_t>());
     return s;

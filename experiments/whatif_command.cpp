@@ -148,6 +148,7 @@ void RunWhatif(const WhatifOptions& given) {
   for (const auto& s : o.sweeps) axes.push_back(whatif::ParseSweepArg(s));
   const whatif::Scenario scenario(o.run);
   const whatif::Setting base = scenario.Resolve(fixed);
+  for (const auto& w : ModelWarnings(base.arch, base.context)) std::cerr << "warning: " << w << "\n";
   const whatif::PointAnalysis analysis = whatif::Analyze(base);
   std::vector<reports::Table> tables = whatif::AnalysisTables(analysis, base, o.top);
   // A plan with adapters adds their cost to one point; a sweep gets the

@@ -501,7 +501,7 @@ std::vector<SweepCell> Expand(Section& s, const std::string& file, ThroughputVal
   const bool recovery = s.name == "recovery";
   // Validate and normalize throughput values; fill defaults.
   if (!recovery) {
-    const std::map<std::string, json> defaults = {{"fidelity", "paper"}, {"fusion", "paper"}, {"batch", 1}};
+    const std::map<std::string, json> defaults = {{"fidelity", "exact"}, {"fusion", "paper"}, {"batch", 1}};
     for (const auto& [k, d] : defaults) {
       if (!s.axes.count(k)) s.axes[k] = {Value{d, file}};
     }

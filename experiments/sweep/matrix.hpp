@@ -7,7 +7,7 @@
 //   description: "..."                # optional
 //   throughput:                       # roofline cells (microseconds each)
 //     axes: {model: [...], device: [...], context: [...], plan: [...],
-//            fidelity: [paper], fusion: [paper], batch: [1]}   # last three optional
+//            fidelity: [exact], fusion: [paper], batch: [1]}   # last three optional (defaults shown)
 //     include: [{axis: value-or-list, ...}]  # extra cells; unnamed axes take every value
 //     exclude: [{axis: value-or-list, ...}]  # cells matching every named axis are removed
 //   recovery:                         # `lifeline recover` cells (minutes each)

@@ -320,7 +320,7 @@ std::vector<Observation> LoadObservationsCsv(const std::filesystem::path& csv, c
       plan = plans.emplace(std::make_pair(mname, get("plan")), ResolveQuantPlan(get("plan"), o.arch)).first;
     }
     o.plan = plan->second;
-    if (!get("fidelity").empty()) o.build.fidelity = ParseFidelity(get("fidelity"));
+    o.build.fidelity = get("fidelity").empty() ? Fidelity::kExact : ParseFidelity(get("fidelity"));
     if (!get("fusion").empty()) o.build.fusion = ParseFusionMode(get("fusion"));
     // Counts: whole numbers within the run limits (roofline/README.md).
     auto count = [&](const char* k, int64_t limit, const char* unit) -> std::optional<int64_t> {

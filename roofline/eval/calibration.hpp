@@ -97,7 +97,8 @@ struct Observation {
 //   tps                                    decode tokens/s (may be empty when ttft_s is given)
 //   ttft_s, prompt_tokens                  optional: time to first token of a prompt
 //   device                                 optional: rows for other devices than `device_name` are skipped
-//   fidelity, fusion, batch                optional: paper / paper / 1
+//   fidelity, fusion, batch                optional: exact / paper / 1 (the paper's
+//                                          rows need fidelity "paper")
 // Unknown columns are rejected with a did-you-mean hint.
 std::vector<Observation> LoadObservationsCsv(const std::filesystem::path& csv, const std::string& device_name);
 

@@ -36,7 +36,7 @@ struct RunSpec {
   std::string device = "device_a";  // hwspec name or YAML
   std::string plan = "w4w2-gateup"; // preset or plan YAML
   std::string fusion = "paper";     // none or paper
-  std::string fidelity = "paper";   // paper or exact
+  std::string fidelity = "exact";   // exact (the true architecture) or paper
   int64_t context = 4096;           // attended context in tokens (decode)
   int64_t prompt = 1024;            // prompt tokens (prefill / TTFT)
   int64_t batch = 1;                // sequences per step

@@ -65,7 +65,7 @@ TEST(Matrix, CartesianProductWithDefaults) {
     ids.insert(c.id);
     EXPECT_EQ(c.kind, CellKind::kThroughput);
     EXPECT_EQ(c.id.size(), 16u);
-    EXPECT_EQ(c.inputs["fidelity"], "paper");
+    EXPECT_EQ(c.inputs["fidelity"], "exact");
     EXPECT_EQ(c.inputs["fusion"], "paper");
     EXPECT_EQ(c.inputs["batch"], 1);
   }
@@ -83,7 +83,7 @@ TEST(Matrix, CellIdIsSha256OfCanonicalJson) {
   const std::string model_sha = Sha256File(CellInputFile("model", "qwen3-4b"));
   const std::string device_sha = Sha256File(CellInputFile("device", "device_a"));
   EXPECT_EQ(c.canonical,
-            R"({"batch":1,"context":1024,"device":"device_a","fidelity":"paper","fusion":"paper",)"
+            R"({"batch":1,"context":1024,"device":"device_a","fidelity":"exact","fusion":"paper",)"
             R"("input_sha256":{"device":")" + device_sha + R"(","model":")" + model_sha +
                 R"("},"kind":"throughput","model":"qwen3-4b","plan":"w4"})");
   EXPECT_EQ(c.id, Sha256Hex(c.canonical).substr(0, 16));
@@ -94,7 +94,7 @@ throughput:
     plan: w4
     context: [1024]
     batch: 1
-    fidelity: paper
+    fidelity: exact
     device: device_a
     model: qwen3-4b
 )");

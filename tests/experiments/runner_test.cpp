@@ -53,7 +53,7 @@ throughput:
   for (const auto& row : s.All()) {
     const auto& in = row.inputs;
     const double expect = DecodeTps(ResolveModelArch(in["model"]), in["plan"], ResolveDeviceSpec(in["device"]),
-                                    in["context"], Fidelity::kPaper);
+                                    in["context"], ParseFidelity(in["fidelity"].get<std::string>()));
     EXPECT_EQ(row.outputs["tps"].get<double>(), expect) << row.id;
     EXPECT_EQ(row.attempts, 1);
     EXPECT_EQ(row.checksums.size(), 2u);  // model and device files

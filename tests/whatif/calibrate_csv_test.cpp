@@ -20,12 +20,12 @@ namespace {
 std::filesystem::path PaperObservations(const std::string& tag) {
   const auto path = std::filesystem::temp_directory_path() / ("lifeline_paper_observations_" + tag + ".csv");
   std::ofstream out(path);
-  out << "device,model,plan,context_tokens,tps\n";
+  out << "device,model,plan,context_tokens,tps,fidelity\n";
   for (const auto& [key, row] : LoadPaperReference(DefaultPaperReferencePath())) {
     const auto& [dev, model, ctx] = key;
-    out << dev << "," << model << ",w4," << ctx << "," << row.tps_w4 << "\n";
-    out << dev << "," << model << ",w2," << ctx << "," << row.tps_w2 << "\n";
-    out << dev << "," << model << ",w4w2-gateup," << ctx << "," << row.tps_w4w2_gateup << "\n";
+    out << dev << "," << model << ",w4," << ctx << "," << row.tps_w4 << ",paper\n";
+    out << dev << "," << model << ",w2," << ctx << "," << row.tps_w2 << ",paper\n";
+    out << dev << "," << model << ",w4w2-gateup," << ctx << "," << row.tps_w4w2_gateup << ",paper\n";
   }
   return path;
 }
