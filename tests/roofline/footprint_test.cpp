@@ -169,7 +169,7 @@ TEST(ExplainFootprint, JsonSummaryMatchesTheEvaluator) {
       "explain --model qwen3-4b --device nvidia_a100_80gb --plan w4 --fidelity exact --context 8192 --batch 4 "
       "--format json", false);
   ASSERT_EQ(j.status, 0) << j.output;
-  const auto s = nlohmann::json::parse(j.output).at("summary");
+  const auto s = nlohmann::ordered_json::parse(j.output).at("summary");  // keys in the order written
   const std::vector<std::string> keys = {"fidelity", "total_params", "active_params", "weight_bytes",
                                          "kv_cache_bytes_per_token", "kv_read_bytes", "footprint_bytes", "fits",
                                          "tps", "tpot_s"};
