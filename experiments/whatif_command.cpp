@@ -241,6 +241,7 @@ void RunWhatif(const WhatifOptions& given) {
               if (std::isnan(v)) ++undefined;  // an undefined capture_pct: empty field
               else AppendG7(b, v);
             });
+            fmt::format_to(std::back_inserter(b), ",{:.0f},{}", m.footprint_bytes, m.fits);
             b += '\n';
             sink.MaybeFlush();
           } else if (o.format == "json") {
@@ -256,6 +257,8 @@ void RunWhatif(const WhatifOptions& given) {
               else fmt::format_to(std::back_inserter(b), ", {}: {:.7g}", JsonString(cols[c]), v);
               ++c;
             });
+            fmt::format_to(std::back_inserter(b), ", {}: {:.0f}, {}: {}", JsonString(cols[c]), m.footprint_bytes,
+                           JsonString(cols[c + 1]), m.fits);
             b += "}";
             sink.MaybeFlush();
           } else {
@@ -266,6 +269,8 @@ void RunWhatif(const WhatifOptions& given) {
               if (std::isnan(v)) r.emplace_back("undefined");
               else r.emplace_back(v, 4);
             });
+            r.emplace_back(m.footprint_bytes, 0);
+            r.emplace_back(m.fits ? "true" : "false");
             sweep_table.rows.push_back(std::move(r));
           }
         },
@@ -285,7 +290,6 @@ void RunWhatif(const WhatifOptions& given) {
         undefined == 0 ? ""
         : o.baseline == o.ceiling
             ? fmt::format("capture_pct is undefined at every point: --baseline and --ceiling are the same plan ({}), so "
-            fmt::format_to(std::back_inserter(b), ",{:.0f},{}", m.footprint_bytes, m.fits);
                           "Capture% = (TPS - TPS(baseline)) / (TPS(ceiling) - TPS(baseline)) divides by 0; choose "
                           "another --ceiling",
                           o.baseline)
@@ -301,8 +305,6 @@ void RunWhatif(const WhatifOptions& given) {
     if (!undefined_note.empty() && streaming) std::fprintf(stderr, "whatif: %s\n", undefined_note.c_str());
     if (line.on()) {
       const double s = line.ElapsedSeconds();
-            fmt::format_to(std::back_inserter(b), ", {}: {:.0f}, {}: {}", JsonString(cols[c]), m.footprint_bytes,
-                           JsonString(cols[c + 1]), m.fits);
       std::fprintf(stderr, "whatif: %llu points in %.2f s (%.2f M points/s)\n", static_cast<unsigned long long>(total),
                    s, static_cast<double>(total) / s / 1e6);
     }
@@ -313,8 +315,6 @@ void RunWhatif(const WhatifOptions& given) {
   }
 }
 
-            r.emplace_back(m.footprint_bytes, 0);
-            r.emplace_back(m.fits ? "true" : "false");
 }  // namespace
 
 void AddWhatifCommand(CLI::App& app) {
