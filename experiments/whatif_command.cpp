@@ -241,7 +241,13 @@ void RunWhatif(const WhatifOptions& given) {
               if (std::isnan(v)) ++undefined;  // an undefined capture_pct: empty field
               else AppendG7(b, v);
             });
-            fmt::format_to(std::back_inserter(b), ",{:.0f},{}", m.footprint_bytes, m.fits);
+            {
+              char num[24];
+              const auto end = std::to_chars(num, num + sizeof num, std::llround(m.footprint_bytes)).ptr;
+              b += ',';
+              b.append(num, end);
+              b += m.fits ? ",true" : ",false";
+            }
             b += '\n';
             sink.MaybeFlush();
           } else if (o.format == "json") {
