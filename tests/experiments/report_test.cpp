@@ -29,6 +29,7 @@ throughput:
     device: [device_a, device_b]
     context: [512, 1024, 2048, 4096, 8192, 16384, 32768]
     plan: [w4, w2, w4w2-gateup]
+    fidelity: [paper]
 )";
 
 std::vector<std::vector<std::string>> ReadCsv(const std::filesystem::path& p) {

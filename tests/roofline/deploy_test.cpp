@@ -267,7 +267,10 @@ TEST(ChunkedPrefill, SlidingWindowChunksAttendOnlyInsideTheWindow) {
     if (n.kind != OpKind::kAttention || n.context_cap == 0) continue;
     ++sliding;
     const double per_pair = static_cast<double>(a.num_attention_heads) * (4.0 * a.head_dim + 5);
-    EXPECT_DOUBLE_EQ(n.flops, 64 * 128 * per_pair);
+    // GPT-OSS's attention sink: one more logit per head and query (5 softmax ops).
+    const double sink = a.attention_sinks ? 64.0 * static_cast<double>(a.num_attention_heads) * 5 : 0.0;
+    EXPECT_TRUE(a.attention_sinks);
+    EXPECT_DOUBLE_EQ(n.flops, 64 * 128 * per_pair + sink);
     EXPECT_DOUBLE_EQ(n.kv_read_bytes, (127 + 64) * 2.0 * a.num_key_value_heads * a.head_dim * 2.0);
   }
   EXPECT_GT(sliding, 0);
