@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/strings.hpp"
 #include "roofline/eval/evaluator.hpp"
 #include "roofline/graph/op_graph.hpp"
 
@@ -34,25 +35,8 @@ std::optional<RecoveryAdapters> AdaptersOfRecovery(const CellRow& r, std::string
   return a;
 }
 
-namespace {
-std::vector<std::string> Components(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, '.')) out.push_back(cur);
-  return out;
-}
-}  // namespace
-
 bool RecoveryPatternMatches(const std::string& pattern, const std::string& hf_name) {
-  const auto p = Components(pattern), n = Components(hf_name);
-  if (p.empty() || p.size() > n.size()) return false;
-  for (size_t start = 0; start + p.size() <= n.size(); ++start) {
-    bool ok = true;
-    for (size_t i = 0; i < p.size() && ok; ++i) ok = p[i] == "*" || p[i] == n[start + i];
-    if (ok) return true;
-  }
-  return false;
+  return DottedPatternMatches(pattern, hf_name);
 }
 
 std::string HfModuleName(const std::string& name) {

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/strings.hpp"
 
 namespace lifeline::recovery {
 
@@ -38,26 +39,8 @@ std::shared_ptr<LinearBase> LinearHost::GetLinear(const std::string& child) cons
   throw InternalError("no linear child named '" + child + "'");
 }
 
-namespace {
-std::vector<std::string> SplitDots(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, '.')) out.push_back(cur);
-  return out;
-}
-}  // namespace
-
 bool PatternMatches(const std::string& pattern, const std::string& name) {
-  const auto p = SplitDots(pattern);
-  const auto n = SplitDots(name);
-  if (p.empty() || p.size() > n.size()) return false;
-  for (size_t start = 0; start + p.size() <= n.size(); ++start) {
-    bool ok = true;
-    for (size_t i = 0; i < p.size() && ok; ++i) ok = p[i] == "*" || p[i] == n[start + i];
-    if (ok) return true;
-  }
-  return false;
+  return DottedPatternMatches(pattern, name);
 }
 
 std::vector<std::string> SplitPatterns(const std::string& csv) {
