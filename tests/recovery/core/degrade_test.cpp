@@ -11,25 +11,12 @@
 #include "common/error.hpp"
 #include "recovery/degrade/degrade.hpp"
 #include "recovery/degrade/float_format.hpp"
+#include "tests/recovery/core/tiny_model.hpp"
 
 namespace lifeline::recovery {
 namespace {
 
-ModelArch TinyArch() {
-  ModelArch a;
-  a.name = "tiny";
-  a.model_type = "llama";
-  a.hidden_size = 32;
-  a.intermediate_size = 64;
-  a.num_hidden_layers = 2;
-  a.num_attention_heads = 4;
-  a.num_key_value_heads = 2;
-  a.head_dim = 8;
-  a.vocab_size = 40;
-  a.max_position_embeddings = 64;
-  a.tie_word_embeddings = true;
-  return a;
-}
+using test::TinyArch;
 
 Decoder TinyModel(uint64_t seed) {
   at::manual_seed(static_cast<int64_t>(seed));

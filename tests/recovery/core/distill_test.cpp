@@ -7,59 +7,18 @@
 #include "recovery/quant/rtn.hpp"
 #include "recovery/train/distill.hpp"
 #include "common/error.hpp"
+#include "tests/recovery/core/tiny_model.hpp"
 
 namespace lifeline::recovery {
 namespace {
 
-ModelArch TinyArch() {
-  ModelArch a;
-  a.name = "tiny";
-  a.model_type = "llama";
-  a.hidden_size = 32;
-  a.intermediate_size = 64;
-  a.num_hidden_layers = 2;
-  a.num_attention_heads = 4;
-  a.num_key_value_heads = 2;
-  a.head_dim = 8;
-  a.vocab_size = 40;
-  a.max_position_embeddings = 64;
-  a.tie_word_embeddings = true;
-  return a;
-}
+using test::TinyArch;
+using Pair = test::TinyPair;
 
 // A random teacher and a student with INT2 gate/up plus LoRA r=8.
-struct Pair {
-  Decoder teacher{nullptr}, student{nullptr};
-};
-Pair MakePair(uint64_t seed) {
-  at::manual_seed(static_cast<int64_t>(seed));
-  Pair p;
-  p.teacher = Decoder(TinyArch(), false);
-  {
-    torch::NoGradGuard g;
-    for (auto& t : p.teacher->parameters()) t.normal_(0, 0.3);
-  }
-  std::map<std::string, at::Tensor> sd;
-  for (const auto& item : p.teacher->named_parameters()) sd[item.key()] = item.value().detach();
-  p.student = Decoder(TinyArch(), false);
-  p.student->LoadStateDict(sd);
-  FakeQuantizeLayers(p.student, {"mlp.gate_proj", "mlp.up_proj"}, {2, 32, QuantScheme::kAsymmetric});
-  LoraConfig cfg;
-  cfg.rank = 8;
-  cfg.alpha = 16;
-  AttachLora(p.student, cfg);
-  for (auto& t : p.teacher->parameters()) t.set_requires_grad(false);
-  return p;
-}
+Pair MakePair(uint64_t seed) { return test::MakeTinyPair(seed, 8); }
 
-std::vector<std::vector<int64_t>> RandomData(int64_t n, int64_t len) {
-  std::vector<std::vector<int64_t>> d;
-  for (int64_t i = 0; i < n; ++i) {
-    const at::Tensor t = at::randint(0, 40, {len - i % 5}, at::kLong);
-    d.emplace_back(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
-  }
-  return d;
-}
+std::vector<std::vector<int64_t>> RandomData(int64_t n, int64_t len) { return test::RandomTokens(n, len, true); }
 
 TEST(Distill, KlMatchesDefinitionAndMask) {
   const at::Tensor t = at::randn({2, 3, 7}), s = at::randn({2, 3, 7});
