@@ -19,6 +19,7 @@
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
 #include "roofline/spec/quant_plan.hpp"
+#include "tests/whatif/test_util.hpp"
 
 namespace lifeline {
 namespace {
@@ -128,20 +129,8 @@ TEST(Footprint, PrefillHoldsThePrompt) {
   EXPECT_DOUBLE_EQ(f.kv_cache_bytes, 2 * 1000 * 32 * 2 * 32 * 128 * 2.0);
 }
 
-struct ExecResult {
-  int status;
-  std::string output;
-};
-
-ExecResult Exec(const std::string& args, bool stderr_too = true) {
-  const std::string cmd = std::string(LIFELINE_BINARY) + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (p && fgets(buf.data(), buf.size(), p)) out += buf.data();
-  const int st = p ? pclose(p) : -1;
-  return {WEXITSTATUS(st), out};
-}
+using testing::Exec;
+using testing::ExecResult;
 
 std::string Llama2File() {
   const auto path = std::filesystem::temp_directory_path() / "lifeline_footprint_llama-2-7b.yaml";

@@ -2,27 +2,14 @@
 
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <string>
-#include <sys/wait.h>
+
+#include "tests/whatif/test_util.hpp"
 
 namespace {
 
-struct ExecResult {
-  int status;
-  std::string output;
-};
-
-ExecResult Exec(const std::string& args) {
-  const std::string cmd = std::string(LIFELINE_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (p && fgets(buf.data(), buf.size(), p)) out += buf.data();
-  const int st = p ? pclose(p) : -1;
-  return {WEXITSTATUS(st), out};
-}
+using lifeline::testing::Exec;
+using lifeline::testing::ExecResult;
 
 TEST(ServingCli, SystemPointSweepAndBestEndToEnd) {
   const std::string base = "whatif --system dgx_h100 --model llama-3.1-8b --plan bf16 --fidelity exact ";
