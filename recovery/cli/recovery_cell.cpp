@@ -55,9 +55,20 @@ json RunCell(const json& inputs, const fs::path& work_dir) {
                     {"train_tokens", out.value("train_tokens", json())},
                     {"degradation", out.value("degradation", json::object())},
                     {"recovery_json", (work_dir / "recovery.json").string()}};
+    std::string deploy_plan_file;
+    if (out.contains("deploy")) {
+      // The deployed variants' metrics, for `lifeline report`; each variant's per-weight list stays in
+      // recovery.json (recovery_json above).
+      json deploy = out["deploy"];
+      for (auto& variant : deploy["variants"]) variant.erase("weights");
+      r["outputs"]["deploy"] = deploy;
+      const std::string source = deploy.value("plan_source", std::string());
+      if (!source.empty() && fs::is_regular_file(source)) deploy_plan_file = source;
+    }
     json files = json::array();
-    for (const std::string f : {out.value("model", std::string()), out.value("tokenizer", std::string()),
-                                out.contains("eval") ? out["eval"].value("text", std::string()) : std::string()}) {
+    for (const std::string& f : {out.value("model", std::string()), out.value("tokenizer", std::string()),
+                                out.contains("eval") ? out["eval"].value("text", std::string()) : std::string(),
+                                deploy_plan_file}) {
       if (!f.empty()) files.push_back(f);
     }
     r["input_files"] = files;

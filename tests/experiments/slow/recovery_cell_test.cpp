@@ -75,5 +75,50 @@ TEST(RecoveryCell, SweepEqualsRecoverRunAlone) {
   EXPECT_NE(row.find(buf), std::string::npos) << row << " lacks " << buf;
 }
 
+// A cell with a deployment plan and another method: the store keeps the
+// deployed variants' metrics (without recovery.json's per-weight lists) and the
+// plan file's digest, and the report's recovery table shows them.
+TEST(RecoveryCell, DeployedVariantsReachTheStoreAndTheReport) {
+  TempDir dir("recovery_cell_deploy");
+  const std::string plan = std::string(LIFELINE_SOURCE_TREE) + "/experiments/plans/stories260k_w4w2_gateup.yaml";
+  WriteFile(dir / "m.yaml",
+            "recovery:\n  report: {model: stories260k, plan: w4w2-gateup}\n  fixed:\n"
+            "    {rank: 4, samples: 16, sample_len: 32, steps: 3, batch: 4, warmup: 1, eval_limit: 4, threads: 1,\n"
+            "     method: sft-lora, deploy_plan: \"" +
+                plan + "\"}\n");
+  const std::string bin = LIFELINE_BINARY;
+  std::string out;
+  ASSERT_EQ(RunCapture({bin, "sweep", (dir / "m.yaml").string(), "--store", (dir / "r.db").string()}, &out), 0)
+      << out;
+  Store s(dir / "r.db");
+  const auto rows = s.All();
+  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_EQ(rows[0].status, CellStatus::kDone) << rows[0].error;
+  EXPECT_EQ(rows[0].outputs.at("method"), "sft-lora");
+  const nlohmann::json& deploy = rows[0].outputs.at("deploy");
+  EXPECT_EQ(deploy.at("plan"), "stories260k-w4w2-gateup");
+  for (const char* v : {"as_trained", "attached", "merged"}) {
+    ASSERT_TRUE(deploy.at("variants").contains(v)) << v;
+    EXPECT_FALSE(deploy["variants"][v].contains("weights")) << v;
+    EXPECT_TRUE(deploy["variants"][v].at("metrics").at("perplexity").at("recovered").is_number()) << v;
+  }
+  EXPECT_EQ(rows[0].checksums.count(plan), 1u) << "the plan file's SHA-256 is recorded with the cell";
+
+  out.clear();
+  ASSERT_EQ(RunCapture({bin, "report", "--store", (dir / "r.db").string(), "--out", (dir / "report").string()}, &out),
+            0)
+      << out;
+  std::ifstream csv(dir / "report" / "recovery.csv");
+  std::string header, row;
+  std::getline(csv, header);
+  std::getline(csv, row);
+  EXPECT_NE(header.find("deploy_attached_ppl_ar_pct"), std::string::npos) << header;
+  EXPECT_NE(row.find("stories260k-w4w2-gateup"), std::string::npos) << row;
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.4f",
+                deploy["variants"]["merged"]["metrics"]["perplexity"]["recovered"].get<double>());
+  EXPECT_NE(row.find(buf), std::string::npos) << row << " lacks " << buf;
+}
+
 }  // namespace
 }  // namespace lifeline::sweep
