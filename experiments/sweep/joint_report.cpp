@@ -16,6 +16,7 @@
 #include "reports/table.hpp"
 #include "experiments/paper/paper.hpp"
 #include "experiments/sweep/deployed_tps.hpp"
+#include "experiments/sweep/methods_table.hpp"
 
 namespace lifeline::sweep {
 
@@ -469,6 +470,7 @@ JointReport BuildJointReport(const std::vector<CellRow>& all_rows, const JointRe
     t.notes.push_back("Only the recipe keys that differ between cells are shown; every cell's full recipe is in the "
                       "store (outputs.recipe).");
     rep.tables.emplace_back("recovery", std::move(t));
+    if (auto methods = MethodsTable(recovery)) rep.tables.emplace_back("methods", std::move(*methods));
   }
 
   // Pareto points: per throughput model, the gain of each recovery cell's plan.
