@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
   lifeline::cli::AddSweepCommands(app);
   // Listed for --help; the command line is handed over before parsing.
   app.add_subcommand("recover",
-                     "quantize -> synthetic data -> LoRA distillation -> evaluate (LibTorch; see "
+                     "degrade (quantize, noise, dtype, bit flips) -> synthetic data -> recover (LoRA by KL, "
+                     "LLM-QAT, SFT-LoRA) -> evaluate, deployed per a plan too (LibTorch; see "
                      "`lifeline recover --help`)");
   return lifeline::RunCliApp(app, argc, argv);
 }

@@ -508,8 +508,9 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
 void AddRecoverCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "recover",
-      "Recover-LoRA: fake-quantize layers, generate synthetic data from the teacher, distill LoRA "
-      "adapters with KL, evaluate; writes DIR/recovery.json and DIR/adapters/ (PEFT)");
+      "Recover-LoRA: degrade layers (--degrade: quant by default, noise, dtype, bitflip), generate synthetic data "
+      "from the teacher, recover (--method: LoRA adapters distilled by KL by default, llm-qat, sft-lora), evaluate "
+      "(--tasks, --deploy-plan); writes DIR/recovery.json and DIR/adapters/ (PEFT)");
   struct Opts {
     RecoverRecipe r;
     std::string recipe_file, ablation_file, layers, lora_targets, tasks, degrade;
