@@ -509,6 +509,21 @@ std::vector<fs::path> WriteJointReport(const JointReport& r, const fs::path& out
   std::vector<fs::path> written;
   auto add = [&](const std::vector<fs::path>& w) { written.insert(written.end(), w.begin(), w.end()); };
   for (const auto& [stem, t] : r.tables) add(reports::WriteTable(t, out, stem));
+  auto summary_head = [&] {
+    std::string tables;
+    for (const auto& [stem, t] : r.tables) tables += (tables.empty() ? "" : ", ") + stem;
+    return fmt::format("# lifeline report\n\n{} cells: {} done, {} infeasible, {} failed, {} not finished.\n\n"
+                       "Tables: {}.\n\n",
+                       r.cells, r.done, r.infeasible, r.failed, r.unfinished, tables.empty() ? "none" : tables);
+  };
+  if (r.pareto_device.empty()) {
+    // No throughput cell: there is no gain to plot accuracy against.
+    reports::WriteFileAtomic(out / "summary.md",
+                             summary_head() + "No Pareto plot: the store has no throughput cells (a matrix with a "
+                                              "`throughput:` section gives the TPS gains to plot AR% against).\n");
+    written.push_back(out / "summary.md");
+    return written;
+  }
   add(reports::WriteTable(r.pareto, out, "pareto"));
 
   // The Pareto figure: one group per throughput model.
@@ -543,16 +558,9 @@ std::vector<fs::path> WriteJointReport(const JointReport& r, const fs::path& out
     plot_note = fmt::format("{}; pareto.gp is beside the data.", e.what());
     std::fprintf(stderr, "report: %s\n", plot_note.c_str());
   }
-  std::string summary = fmt::format(
-      "# lifeline report\n\n{} cells: {} done, {} infeasible, {} failed, {} not finished.\n\nTables: {}.\n\n"
-      "Pareto plot: pareto.png / pareto.svg ({} points; gains at {} tokens on {}).\n{}",
-      r.cells, r.done, r.infeasible, r.failed, r.unfinished,
-      [&] {
-        std::string s;
-        for (const auto& [stem, t] : r.tables) s += (s.empty() ? "" : ", ") + stem;
-        return s.empty() ? std::string("none") : s;
-      }(),
-      r.pareto.rows.size(), r.pareto_context, r.pareto_device, plot_note);
+  std::string summary =
+      summary_head() + fmt::format("Pareto plot: pareto.png / pareto.svg ({} points; gains at {} tokens on {}).\n{}",
+                                   r.pareto.rows.size(), r.pareto_context, r.pareto_device, plot_note);
   reports::WriteFileAtomic(out / "summary.md", summary);
   written.push_back(out / "summary.md");
   return written;

@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 #include "experiments/sweep/joint_report.hpp"
 #include "experiments/sweep/methods_table.hpp"
+#include "tests/experiments/test_util.hpp"
 
 namespace lifeline::sweep {
 namespace {
@@ -17,10 +20,11 @@ CellRow Cell(const std::string& id, const std::string& method, const json& recip
   CellRow r;
   r.id = id;
   r.kind = CellKind::kRecovery;
-  r.inputs = {{"kind", "recovery"}, {"recipe", recipe}};
-  r.status = CellStatus::kDone;
   json full = recipe;
   full["method"] = method;
+  full["seed"] = id;  // distinct inputs, so the report keeps every cell
+  r.inputs = {{"kind", "recovery"}, {"recipe", full}};
+  r.status = CellStatus::kDone;
   r.outputs = {{"metrics",
                 {{"perplexity", {{"teacher", 4.2}, {"quantized", 22.0}, {"recovered", 5.0}, {"ar_pct", ppl_ar}}},
                  {"gsm8k.strict_match", {{"teacher", 0.0}, {"quantized", 0.0}, {"recovered", 0.0}, {"ar_pct", nullptr}}}}},
@@ -71,6 +75,21 @@ TEST(MethodsTable, RowsAreOrderedByDegradationThenMethodWithEveryMetricsArPct) {
   // The report carries it as methods.*.
   const JointReport rep = BuildJointReport(cells, {});
   EXPECT_TRUE(std::any_of(rep.tables.begin(), rep.tables.end(), [](const auto& t) { return t.first == "methods"; }));
+}
+
+TEST(MethodsTable, AStoreWithoutThroughputCellsWritesNoParetoPlot) {
+  std::vector<CellRow> cells = {Cell("a", "recover-lora", kQuant, 93.5, 75520),
+                                Cell("b", "llm-qat", kQuant, 93.7, 260032)};
+  testing::TempDir dir("methods_report");
+  const auto written = WriteJointReport(BuildJointReport(cells, {}), dir.path() / "out");
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "out" / "methods.csv"));
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "out" / "recovery.md"));
+  for (const auto& f : written) EXPECT_EQ(f.filename().string().rfind("pareto", 0), std::string::npos) << f;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "out" / "pareto.csv"));
+  std::ifstream in(dir.path() / "out" / "summary.md");
+  const std::string summary((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(summary.find("No Pareto plot: the store has no throughput cells"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("Tables: recovery, methods."), std::string::npos) << summary;
 }
 
 TEST(MethodsTable, OneMethodOnOneDegradationHasNoTable) {
