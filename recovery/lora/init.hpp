@@ -33,8 +33,10 @@ struct AdapterInit {
   GroupQuantized codes;     // the base on the quantizer's grid
   at::Tensor lora_A;        // (r, in)
   at::Tensor lora_B;        // (out, r)
-  // LoftQ: ||W − (Q + s·B·A)||_F after each iteration (empty for OLoRA).
+  // LoftQ: ||W − (Q + s·B·A)||_F after each iteration (empty for OLoRA), and
+  // the iteration (1-based) whose Q, B, A are kept: the one with the lowest.
   std::vector<double> loftq_error_per_iter;
+  int loftq_kept_iter = 0;
 };
 
 // OLoRA on the degraded weight `w_degraded` (out, in); the residual is
@@ -53,6 +55,7 @@ struct AdapterInitReport {
   double step0_error_rel = 0;            // ||base + s·B·A − W||_F / ||W||_F (W: teacher's)
   double degraded_error_rel = 0;         // ||W_deg − W||_F / ||W||_F
   std::vector<double> loftq_error_per_iter;  // absolute Frobenius norms
+  int loftq_kept_iter = 0;                   // 1-based; 0 when not loftq
 };
 
 // The grid the frozen bases of the quantized layers lie on, by layer name,
