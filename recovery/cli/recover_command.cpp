@@ -393,7 +393,10 @@ nlohmann::json RunRecovery(const RecoverRecipe& r, RecoveryCache* cache) {
                          {"base_change_rel", ir.base_change_rel},
                          {"step0_error_rel", ir.step0_error_rel},
                          {"degraded_error_rel", ir.degraded_error_rel}};
-    if (!ir.loftq_error_per_iter.empty()) lj["loftq_error_per_iter"] = ir.loftq_error_per_iter;
+    if (!ir.loftq_error_per_iter.empty()) {
+      lj["loftq_error_per_iter"] = ir.loftq_error_per_iter;
+      lj["loftq_kept_iter"] = ir.loftq_kept_iter;
+    }
     tjson["init"]["layers"].push_back(lj);
   }
   tjson["method"] = RecoveryMethodName(method);
