@@ -38,4 +38,6 @@ std::optional<std::filesystem::path> FindCompanionExecutable(const std::string& 
   return std::nullopt;
 }
 
+void SetLibTorchChildEnvironment() { setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0); }
+
 }  // namespace lifeline

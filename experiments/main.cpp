@@ -38,6 +38,8 @@ int HandOverToRecover(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread starts: lifeline-recover, exec'd below or started for a sweep's recovery cells, inherits it.
+  lifeline::SetLibTorchChildEnvironment();
   if (argc >= 2 && std::string(argv[1]) == "recover") return HandOverToRecover(argc, argv);
   CLI::App app{
       "lifeline: how much faster does a model decode on a chip when part of it goes to 2 bits, "

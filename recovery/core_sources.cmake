@@ -7,6 +7,7 @@ add_library(lifeline_recovery STATIC
   model/decoder.cpp
   model/generate.cpp
   model/shared_paths.cpp
+  model/allocator.cpp
   quant/rtn.cpp
   quant/packed.cpp
   lora/lora_linear.cpp

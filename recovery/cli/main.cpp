@@ -4,11 +4,13 @@
 // recovery cells of a sweep (`recovery-cell`, not listed in --help).
 
 #include "common/cli_main.hpp"
+#include "recovery/model/allocator.hpp"
 #include "recovery/cli/recover_command.hpp"
 #include "recovery/cli/recovery_cell.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"lifeline recover: quantize -> synthetic data -> LoRA distillation -> evaluate (LibTorch)", "lifeline"};
+  lifeline::recovery::TuneAllocatorForTraining();
+  CLI::App app{"lifeline recover: degrade -> synthetic data -> recover (LoRA by KL, LLM-QAT, SFT-LoRA) -> evaluate (LibTorch)", "lifeline"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lifeline-recover 0.1.0");
   lifeline::recovery::AddRecoverCommand(app);

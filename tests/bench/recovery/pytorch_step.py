@@ -18,7 +18,7 @@ random samples happen to stop.
 
   /usr/bin/python3 tests/bench/recovery/pytorch_step.py [--threads 2] [--batch 8]
       [--seq-len 256] [--steps 10] [--gen-batch 64] [--gen-len 256] [--gen-runs 3]
-      [--mode both|train|generate] [--model PATH]
+      [--mode both|train|generate] [--model PATH] [--json]
 Prints tokens/s and peak RSS.
 """
 import argparse
@@ -203,7 +203,9 @@ def main():
     ap.add_argument("--gen-len", type=int, default=256)
     ap.add_argument("--gen-runs", type=int, default=3)
     ap.add_argument("--mode", choices=("both", "train", "generate"), default="both")
+    ap.add_argument("--json", action="store_true", help="one JSON object on the last line (compare.py reads it)")
     args = ap.parse_args()
+    result = {"torch": torch.__version__, "threads": args.threads}
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg, w = load_llama2c(args.model)
@@ -231,6 +233,7 @@ def main():
         cpu = time.process_time() - c0
         tokens = args.batch * args.seq_len * args.steps
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        result.update(train_ms_per_step=dt / args.steps * 1000, train_tokens_per_s=tokens / dt)
         print(f"pytorch_step: torch {torch.__version__}, threads {args.threads}, batch {args.batch}x{args.seq_len}: "
               f"{dt / args.steps * 1000:.1f} ms/step (CPU {cpu / args.steps * 1000:.1f} ms/step), "
               f"{tokens / dt:.0f} tokens/s, peak RSS {rss:.0f} MiB")
@@ -244,10 +247,16 @@ def main():
         dt = time.perf_counter() - t0
         cpu = time.process_time() - c0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        result.update(generate_ms_per_batch=dt / args.gen_runs * 1000, generate_positions_per_s=positions / dt)
         print(f"pytorch_generate: torch {torch.__version__}, threads {args.threads}, batch {args.gen_batch}, "
               f"max {args.gen_len} tokens: {dt / args.gen_runs * 1000:.1f} ms/batch (CPU {cpu / args.gen_runs * 1000:.1f}"
               f" ms/batch), {positions / dt:.0f} positions/s ({positions / cpu:.0f} per CPU second), "
               f"peak RSS {rss:.0f} MiB")
+    if args.json:
+        import json
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(json.dumps(result))
+
 
 if __name__ == "__main__":
     main()

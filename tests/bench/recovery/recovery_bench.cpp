@@ -9,6 +9,9 @@
 //   recovery_bench --benchmark_min_time=2   # env LIFELINE_BENCH_THREADS (default 2)
 
 #include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <algorithm>
 #include <cstdlib>
@@ -19,7 +22,9 @@
 #include <torch/optim/adamw.h>
 #include <torch/types.h>
 
+#include "common/paths.hpp"
 #include "recovery/data/synthetic.hpp"
+#include "recovery/model/allocator.hpp"
 #include "recovery/lora/lora_linear.hpp"
 #include "recovery/model/shared_paths.hpp"
 #include "recovery/quant/rtn.hpp"
@@ -111,4 +116,20 @@ BENCHMARK(BM_Generate)->Args({64, 256})->Unit(benchmark::kMillisecond)->UseRealT
 }  // namespace
 }  // namespace lifeline::recovery
 
-BENCHMARK_MAIN();
+// Runs in the process environment lifeline-recover runs in: the OpenMP wait
+// policy `lifeline` sets before starting it (re-exec'd with it when unset) and
+// the same malloc settings.
+int main(int argc, char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    lifeline::SetLibTorchChildEnvironment();
+    execv("/proc/self/exe", argv);
+    std::perror("recovery_bench: re-exec with OMP_WAIT_POLICY=PASSIVE");
+    return 1;
+  }
+  lifeline::recovery::TuneAllocatorForTraining();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
