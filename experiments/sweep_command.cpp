@@ -146,10 +146,14 @@ void RunSweep(const SweepOptions& o) {
     ro.progress = StderrIsTty();
     const RunSummary s = RunLocal(store, m, ro);
     std::cout << fmt::format(
-        "sweep {}: {} cells; ran {} ({} done, {} infeasible, {} failed) in {:.3f} s ({:.0f} cells/s); {} already "
+        "sweep {}: {} cells; ran {} ({} done, {} infeasible, {} failed) in {:.3f} s ({}); {} already "
         "finished, {} stale claims reset ({} of a runner that died during this run), {} run by another runner; "
         "store {}\n",
-        m.name, s.total, s.ran, s.done, s.infeasible, s.failed, s.seconds, s.seconds > 0 ? s.ran / s.seconds : 0.0,
+        m.name, s.total, s.ran, s.done, s.infeasible, s.failed, s.seconds,
+        // Throughput sweeps run thousands of cells a second, recovery cells take minutes each.
+        s.ran == 0 || s.seconds <= 0 ? std::string("no cells run")
+        : s.ran / s.seconds >= 1   ? fmt::format("{:.0f} cells/s", s.ran / s.seconds)
+                                   : fmt::format("{:.1f} s per cell", s.seconds / s.ran),
         s.skipped, s.reset, s.reclaimed, s.elsewhere, store_path.string());
     FailIfCellsFailed(store, m, o);
     if (s.unfinished > 0) {
