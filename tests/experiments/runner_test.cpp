@@ -11,6 +11,7 @@
 #include "common/subprocess.hpp"
 #include "experiments/sweep/cell_exec.hpp"
 #include "experiments/sweep/runner.hpp"
+#include "experiments/sweep/slurm.hpp"
 #include "experiments/paper/paper.hpp"
 #include "roofline/spec/device_spec.hpp"
 #include "roofline/spec/model_arch.hpp"
@@ -184,6 +185,29 @@ printf '{"status":"done","seed":7,"outputs":{"metrics":{"ar_pct":42.5}},"input_f
   std::ifstream log(CellWorkDir(s.path(), row.id) / "lifeline-recover.log");
   const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("fake lifeline-recover"), std::string::npos) << text;
+}
+
+// `lifeline recover` (and, through the same process environment, a sweep's
+// recovery cells) starts lifeline-recover with passive OpenMP waits, unless
+// the user chose a policy.
+TEST(Runner, LifelineRecoverStartsWithPassiveOpenMpWaitsUnlessTheUserSetOne) {
+  TempDir dir("runner_recovery_env");
+  const auto fake = WriteScript(dir / "fake-recover", "echo \"policy=$OMP_WAIT_POLICY args=$*\"\n");
+  ScopedEnv bin("LIFELINE_RECOVER_BIN", fake.string());
+  const char* old = std::getenv("OMP_WAIT_POLICY");
+  const std::optional<std::string> saved = old ? std::optional<std::string>(old) : std::nullopt;
+  unsetenv("OMP_WAIT_POLICY");
+  std::string out;
+  EXPECT_EQ(RunCapture({LIFELINE_BINARY, "recover", "--steps", "1"}, &out), 0) << out;
+  EXPECT_NE(out.find("policy=PASSIVE args=recover --steps 1"), std::string::npos) << out;
+  {
+    ScopedEnv user("OMP_WAIT_POLICY", "ACTIVE");
+    out.clear();
+    EXPECT_EQ(RunCapture({LIFELINE_BINARY, "recover"}, &out), 0) << out;
+    EXPECT_NE(out.find("policy=ACTIVE"), std::string::npos) << out;
+  }
+  if (saved) setenv("OMP_WAIT_POLICY", saved->c_str(), 1);
+  else unsetenv("OMP_WAIT_POLICY");
 }
 
 TEST(Runner, RecoveryCellWhoseChildDiesWithoutAResultFailsWithItsOutput) {
