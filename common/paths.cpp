@@ -38,6 +38,12 @@ std::optional<std::filesystem::path> FindCompanionExecutable(const std::string& 
   return std::nullopt;
 }
 
-void SetLibTorchChildEnvironment() { setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0); }
+std::vector<std::pair<std::string, std::string>> LibTorchChildEnvironment() {
+  return {{"OMP_WAIT_POLICY", "PASSIVE"}};
+}
+
+void SetLibTorchChildEnvironment() {
+  for (const auto& [name, value] : LibTorchChildEnvironment()) setenv(name.c_str(), value.c_str(), /*overwrite=*/0);
+}
 
 }  // namespace lifeline

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace lifeline {
 
@@ -24,12 +26,15 @@ std::filesystem::path SharedDir();
 // or up to two folders above it (test binaries live under build/tests/...).
 std::optional<std::filesystem::path> FindCompanionExecutable(const std::string& name, const char* env_var);
 
-// Called before starting lifeline-recover (exec or child process): its OpenMP
-// threads (LibTorch's intra-op pool) wait passively (OMP_WAIT_POLICY=PASSIVE,
-// unless the environment sets it) instead of spinning, so they do not starve
-// OpenBLAS's own threads. libgomp reads the variable when it loads, which is
-// why the parent sets it. Measured on stories260K's training step with 2
-// threads on 2 cores: 551 -> 249 ms (tests/bench/recovery, README Benchmarks).
+// The environment lifeline-recover starts with, where this process's does not
+// set the variable: its OpenMP threads (LibTorch's intra-op pool) wait
+// passively (OMP_WAIT_POLICY=PASSIVE) instead of spinning, so they do not
+// starve OpenBLAS's own threads. libgomp reads the variable when it loads,
+// which is why whoever starts lifeline-recover sets it. Measured on
+// stories260K's training step with 2 threads on 2 cores: 551 -> 249 ms
+// (tests/bench/recovery, README Benchmarks).
+std::vector<std::pair<std::string, std::string>> LibTorchChildEnvironment();
+// Sets those variables in this process (before an exec), unless set.
 void SetLibTorchChildEnvironment();
 
 }  // namespace lifeline

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 
@@ -18,7 +19,9 @@ namespace lifeline {
 namespace {
 
 // In the child after fork(): changes directory and executes argv; never returns.
-[[noreturn]] void ExecChild(const std::vector<std::string>& argv, const std::filesystem::path& cwd) {
+// `env`, when not empty, replaces the environment ("NAME=value" entries).
+[[noreturn]] void ExecChild(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                            const std::vector<std::string>& env = {}) {
   if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
     std::fprintf(stderr, "cannot enter %s to run %s: %s\n", cwd.c_str(), argv[0].c_str(), std::strerror(errno));
     _exit(127);
@@ -26,7 +29,14 @@ namespace {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  execvp(args[0], args.data());
+  if (!env.empty()) {
+    std::vector<char*> envp;
+    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    execvpe(args[0], args.data(), envp.data());
+  } else {
+    execvp(args[0], args.data());
+  }
   std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
   _exit(127);
 }
@@ -87,6 +97,14 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, bool merge_stderr
 
 pid_t SpawnProcess(const std::vector<std::string>& argv, const SpawnOptions& o) {
   LIFELINE_CHECK(!argv.empty(), "SpawnProcess without a program");
+  // The child's environment is made here, before fork.
+  std::vector<std::string> env;
+  if (!o.env_defaults.empty()) {
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    for (const auto& [name, value] : o.env_defaults) {
+      if (std::getenv(name.c_str()) == nullptr) env.push_back(name + "=" + value);
+    }
+  }
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) throw Error("cannot start " + argv[0] + ": fork failed: " + std::strerror(errno));
@@ -106,7 +124,7 @@ pid_t SpawnProcess(const std::vector<std::string>& argv, const SpawnOptions& o) 
     dup2(fd, STDERR_FILENO);
     close(fd);
   }
-  ExecChild(argv, o.cwd);
+  ExecChild(argv, o.cwd, env);
 }
 
 std::string ProcessExit::Describe() const {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lifeline {
@@ -29,6 +30,8 @@ struct SpawnOptions {
   std::filesystem::path log;     // standard output and error appended here (empty: inherited)
   std::filesystem::path cwd;     // working directory (empty: this process's)
   bool die_with_parent = false;  // the child is killed (SIGKILL) when this process dies
+  // Variables the child gets when this process's environment does not set them.
+  std::vector<std::pair<std::string, std::string>> env_defaults;
 };
 
 // Starts argv[0] (a path, or looked up on PATH) without waiting; returns its

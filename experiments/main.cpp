@@ -30,6 +30,7 @@ int HandOverToRecover(int argc, char** argv) {
   args.push_back(const_cast<char*>("lifeline"));
   for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
   args.push_back(nullptr);
+  lifeline::SetLibTorchChildEnvironment();
   execv(exe->c_str(), args.data());
   std::cerr << "error: cannot start " << exe->string() << ": " << std::strerror(errno) << "\n";
   return 1;
@@ -38,8 +39,6 @@ int HandOverToRecover(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Before any thread starts: lifeline-recover, exec'd below or started for a sweep's recovery cells, inherits it.
-  lifeline::SetLibTorchChildEnvironment();
   if (argc >= 2 && std::string(argv[1]) == "recover") return HandOverToRecover(argc, argv);
   CLI::App app{
       "lifeline: how much faster does a model decode on a chip when part of it goes to 2 bits, "

@@ -69,6 +69,7 @@ CellResult RunRecoveryCell(const json& inputs, const fs::path& work_dir) {
     SpawnOptions so;
     so.log = log;
     so.die_with_parent = true;
+    so.env_defaults = LibTorchChildEnvironment();
     const pid_t pid = SpawnProcess({exe->string(), "recovery-cell", "--inputs", inputs_file.string(), "--work-dir",
                                     work_dir.string(), "--result", result_file.string()},
                                    so);

@@ -166,11 +166,13 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-echo "fake lifeline-recover: $W"
+echo "fake lifeline-recover: $W, policy=$OMP_WAIT_POLICY"
 grep -q '"steps": 1' "$I" || { echo "inputs lack the recipe" >&2; exit 4; }
 printf '{"status":"done","seed":7,"outputs":{"metrics":{"ar_pct":42.5}},"input_files":["%s"]}\n' "$I" > "$R"
 )");
   ScopedEnv env("LIFELINE_RECOVER_BIN", fake.string());
+  ScopedEnv policy("OMP_WAIT_POLICY", "");
+  unsetenv("OMP_WAIT_POLICY");  // the child gets lifeline's default
   EXPECT_TRUE(RecoveryCellsAvailable());
   const Matrix m = testing::ParseText("recovery:\n  fixed: {steps: 1}\n");
   Store s(dir / "r.db");
@@ -185,6 +187,7 @@ printf '{"status":"done","seed":7,"outputs":{"metrics":{"ar_pct":42.5}},"input_f
   std::ifstream log(CellWorkDir(s.path(), row.id) / "lifeline-recover.log");
   const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("fake lifeline-recover"), std::string::npos) << text;
+  EXPECT_NE(text.find("policy=PASSIVE"), std::string::npos) << text;
 }
 
 // `lifeline recover` (and, through the same process environment, a sweep's
