@@ -212,7 +212,7 @@ Tensor Builder::Norm(const std::string& name, int layer, const Tensor& x, int64_
 }
 
 Tensor Builder::Linear(const std::string& name, int layer, const Tensor& x, int64_t m, int64_t k, int64_t nout,
-              bool bias, int group) {
+              bool bias, int group, int64_t out_elems) {
   const WeightFormat f = FormatFor(name, k);
   OpNode n;
   n.name = name;
@@ -235,7 +235,8 @@ Tensor Builder::Linear(const std::string& name, int layer, const Tensor& x, int6
   n.linear_format = LinearFormatOf(f);
   n.fusion_group = group;
   OpVertex v = Add(n, {x});
-  return AttachAdapter(name, layer, x, Out(v, name + ".out", static_cast<double>(m * nout) * kActBytes), m, k,
+  const int64_t produced = out_elems > 0 ? out_elems : m * nout;
+  return AttachAdapter(name, layer, x, Out(v, name + ".out", static_cast<double>(produced) * kActBytes), m, k,
                        nout, f);
 }
 

@@ -68,8 +68,11 @@ class Builder {
   Tensor Norm(const std::string& name, int layer, const Tensor& x, int64_t width, int64_t heads = 0,
               int group = -1);
 
+  // A k -> nout linear on m rows. `out_elems` > 0 sizes its output when it is
+  // not m x nout: a per-head product stored as one linear (MLA's absorbed
+  // W_UK: heads x (nope -> kv_lora_rank) weights, output heads x kv_lora_rank).
   Tensor Linear(const std::string& name, int layer, const Tensor& x, int64_t m, int64_t k, int64_t nout,
-                bool bias, int group = -1);
+                bool bias, int group = -1, int64_t out_elems = 0);
 
   // A LoRA adapter on linear `name` (plan `adapters:`). Attached: the shrink
   // A (k x r) and the expand B (r x nout) run as two kernels of their own

@@ -243,7 +243,8 @@ Tensor Builder::MlaAttention(int l, const Tensor& x) {
   SetAttentionShape(r + rope, r, r + rope, r, r + rope);
   Tensor att;
   if (options_.phase == Phase::kDecode) {
-    Tensor qa = Linear(p + "kv_b_proj.k_absorb", l, qr, tokens_, r, H * nope, false);
+    // q_nope (nope per head) times W_UK^T per head: weights H x nope x r, output the query in the latent space.
+    Tensor qa = Linear(p + "kv_b_proj.k_absorb", l, qr, tokens_, r, H * nope, false, -1, tokens_ * H * r);
     att = Attention(l, qa, latent, kr);
     att = Linear(p + "kv_b_proj.v_absorb", l, att, tokens_, r, H * vd, false);
   } else {

@@ -192,6 +192,15 @@ TEST(ArchFamilies, GraphsCarryTheFamilyOperators) {
   EXPECT_EQ(Find(v2, "layers.1.mlp.shared_experts.gate_proj")->n, 2 * 1408);
   EXPECT_EQ(Find(v2, "layers.1.mlp.experts.gate_proj")->n, 1408);
   EXPECT_NE(Find(v2, "layers.0.attn.kv_b_proj.k_absorb"), nullptr);
+  // The absorbed W_UK maps each head's 128 nope dims to the 512-dim latent: the
+  // attention reads a query of 16 heads x 512 per token, not 16 x 128.
+  int absorbed_edges = 0;
+  for (auto [e, end] = boost::edges(v2.graph); e != end; ++e) {
+    if (v2.graph[boost::source(*e, v2.graph)].name != "layers.0.attn.kv_b_proj.k_absorb") continue;
+    EXPECT_DOUBLE_EQ(v2.graph[*e].bytes, 16.0 * 512 * 2) << v2.graph[*e].tensor;
+    ++absorbed_edges;
+  }
+  EXPECT_GT(absorbed_edges, 0);
   // Stored weights of the graph equal the parameter count (BF16, 2 bytes each)
   // for every family but the tied ones, whose LM head reuses the embedding.
   for (const char* n : {"llama-2-7b", "mistral-7b-v0.1", "mixtral-8x7b", "qwen2.5-7b", "qwen3-30b-a3b",
