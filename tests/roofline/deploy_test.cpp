@@ -12,6 +12,7 @@
 #include "roofline/eval/evaluator.hpp"
 #include "roofline/graph/op_graph.hpp"
 #include "roofline/whatif/deploy.hpp"
+#include "tests/error_of.hpp"
 
 namespace lifeline {
 namespace {
@@ -23,15 +24,6 @@ const OpNode* Find(const ModelGraph& g, const std::string& name) {
 }
 
 QuantPlan Plan(const std::string& yaml) { return ParseQuantPlan(LoadYamlString(yaml, "plan.yaml"), "plan.yaml", "p"); }
-
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 constexpr const char* kW4Rules = "rules:\n  - {pattern: \"*\", bits: 4, group_size: 128}\n";
 

@@ -13,6 +13,7 @@
 #include "roofline/eval/parallel.hpp"
 #include "roofline/spec/system_spec.hpp"
 #include "roofline/whatif/serving.hpp"
+#include "tests/error_of.hpp"
 
 namespace lifeline {
 namespace {
@@ -33,15 +34,6 @@ BuildOptions Decode(int64_t batch) {
   o.fidelity = Fidelity::kExact;
   o.batch = batch;
   return o;
-}
-
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Parallel, CollectiveFormulas) {

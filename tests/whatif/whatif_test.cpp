@@ -9,20 +9,10 @@
 #include "experiments/whatif_tables.hpp"
 #include "common/error.hpp"
 #include "roofline/eval/evaluator.hpp"
+#include "tests/error_of.hpp"
 
 namespace lifeline::whatif {
 namespace {
-
-// The ConfigError message of `f`, or "" when it does not throw one.
-template <typename F>
-std::string ErrorOf(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 Setting ResolveWith(const std::vector<std::string>& sets, RunSpec run = {}) {
   std::vector<Override> ov;

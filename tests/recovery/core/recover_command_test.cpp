@@ -23,15 +23,6 @@ fs::path WriteFile(const std::string& name, const std::string& text) {
   return p;
 }
 
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(Recipe, LoadsKeysAndRejectsUnknownOnes) {
   const auto p = WriteFile("lifeline_recipe_ok.yaml",
                            "bits: 3\ngroup: 64\nlayers: [mlp.gate_proj]\nrank: 8\n"
@@ -148,19 +139,6 @@ TEST(RecoverCommand, BadInputsAreConfigErrors) {
   EXPECT_NE(msg.find("vocabulary"), std::string::npos) << msg;
   fs::remove(tok);
   fs::remove_all(r.out);
-}
-
-// Runs `recover ARGS` through the command-line parser; returns the
-// ConfigError message ("" when none).
-std::string RecoverCli(const std::string& args) {
-  CLI::App app;
-  AddRecoverCommand(app);
-  return ErrorOf([&] { app.parse("recover " + args, false); });
-}
-
-void ExpectHas(const std::string& msg, std::initializer_list<const char*> parts) {
-  EXPECT_FALSE(msg.empty()) << "no error";
-  for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
 }
 
 TEST(RecoverFlags, DataSkipMinusOneIsRejectedLikeItsYamlKey) {

@@ -17,26 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-std::string RecoverCli(const std::string& args) {
-  CLI::App app;
-  AddRecoverCommand(app);
-  return ErrorOf([&] { app.parse("recover " + args, false); });
-}
-
-void ExpectHas(const std::string& msg, std::initializer_list<const char*> parts) {
-  EXPECT_FALSE(msg.empty()) << "no error";
-  for (const char* p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-}
-
 fs::path WriteFile(const std::string& name, const std::string& text) {
   const fs::path p = fs::temp_directory_path() / name;
   std::ofstream(p) << text;
