@@ -9,23 +9,16 @@
 #include "common/error.hpp"
 #include "recovery/model/llama2c_checkpoint.hpp"
 #include "test_util.hpp"
+#include "tiny_model.hpp"
 
 namespace lifeline::recovery {
 namespace {
 
+// The tests' tiny Llama with 24 positions (the limit the stop test reaches),
+// weights N(0, 0.7) so that greedy decoding does not repeat one token.
 Decoder TinyDecoder() {
-  ModelArch a;
-  a.name = "tiny";
-  a.model_type = "llama";
-  a.hidden_size = 16;
-  a.intermediate_size = 24;
-  a.num_hidden_layers = 2;
-  a.num_attention_heads = 4;
-  a.num_key_value_heads = 2;
-  a.head_dim = 4;
-  a.vocab_size = 32;
+  ModelArch a = test::TinyArch();
   a.max_position_embeddings = 24;
-  a.tie_word_embeddings = true;
   at::manual_seed(5);
   Decoder model(a, true);
   torch::NoGradGuard no_grad;
