@@ -1,4 +1,6 @@
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -164,6 +166,16 @@ TEST(Deploy, PlansItCannotStoreAreRefused) {
                          "  - {pattern: \"*.self_attn.*\", bits: 4, group_size: 32}\n"))
                 .find("matches no linear"),
             std::string::npos);
+  // A KV cache the float32 evaluation does not emulate: int8, int4 and fp8 are refused, naming the key.
+  for (const char* kv : {"int8", "int4", "fp8"}) {
+    const auto file = std::filesystem::temp_directory_path() / (std::string("lifeline_deploy_kv_") + kv + ".yaml");
+    std::ofstream(file) << "name: p\nkv_cache_dtype: " << kv
+                        << "\nrules:\n  - {pattern: \"*\", bits: 4, group_size: 32}\n";
+    const std::string kv_message = ErrorOf([&] { ResolveDeployPlan(file.string(), t.student->arch()); });
+    EXPECT_NE(kv_message.find("kv_cache_dtype"), std::string::npos) << kv << ": " << kv_message;
+    EXPECT_NE(kv_message.find("does not emulate"), std::string::npos) << kv << ": " << kv_message;
+    std::filesystem::remove(file);
+  }
   EXPECT_THROW(ResolveDeployPlan("gguf-w4", t.student->arch()), ConfigError);
   EXPECT_THROW(ResolveDeployPlan("no-such-plan", t.student->arch()), ConfigError);
 }
